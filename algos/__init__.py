@@ -1,0 +1,1 @@
+"""Learning algorithms (SHAC, PWM, baselines) over the batched torch env protocol."""

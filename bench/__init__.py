@@ -1,0 +1,1 @@
+"""warpbench command-line entry points, statistics and reports."""

@@ -1,0 +1,18 @@
+"""Differentiable batched locomotion environments on a Warp engine.
+
+Env protocol (what algorithms may rely on; all tensors are torch, batched over ``num_envs``)::
+
+    env = envs.make("ant", num_envs=64, device="cpu", seed=0, **overrides)
+    env.num_envs, env.obs_dim, env.act_dim, env.max_episode_steps, env.device
+    obs = env.reset()                       # [N, obs_dim] float32, resets every env
+    obs, reward, terminated, truncated, info = env.step(actions)   # actions [N, act_dim] in [-1, 1]
+    info["obs_before_reset"]                # [N, obs_dim]: the observation reached before auto-reset
+    obs = env.detach_state()                # cut the autograd graph here (SHAC window start)
+
+``step`` is differentiable through torch autograd with respect to the actions and the incoming state
+whenever grad mode is on; envs that are done are reset inside ``step`` (which cuts their gradient path).
+"""
+
+from envs.registry import make, names, register
+
+__all__ = ["make", "names", "register"]
