@@ -1,0 +1,88 @@
+"""TD(lambda) value targets and critic fitting, shared by SHAC and PWM (algorithms §1, §3.6)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from algos.networks import CriticEnsemble, zero_nonfinite_gradients
+
+
+@torch.no_grad()
+def td_lambda_targets(
+    rewards: torch.Tensor, next_values: torch.Tensor, dones: torch.Tensor, gamma: float, lam: float
+) -> torch.Tensor:
+    """TD(lambda) returns over one window, all tensors shaped [H, N].
+
+    ``next_values[t]`` is V(s_{t+1}) (already 0 where the episode terminated at step t); ``dones[t]`` marks
+    termination or truncation at step t. The last window step always counts as done:
+    G_t = r_t + gamma * V'_t if done_t, else r_t + gamma * ((1 - lam) * V'_t + lam * G_{t+1}).
+    """
+    targets = torch.empty_like(rewards)
+    following = torch.zeros_like(rewards[0])
+    for t in reversed(range(rewards.shape[0])):
+        done = dones[t] | (t == rewards.shape[0] - 1)
+        mixed = (1.0 - lam) * next_values[t] + lam * following
+        targets[t] = rewards[t] + gamma * torch.where(done, next_values[t], mixed)
+        following = targets[t]
+    return targets
+
+
+@dataclass
+class CriticFitStats:
+    loss: float
+    """Mean squared error over the last pass (mean over members and samples)."""
+    grad_norm: float
+    """Mean pre-clip gradient norm over all minibatch steps."""
+    nonfinite_grad_steps: int
+    """Minibatch steps whose gradient had nan/inf entries (zeroed before the step)."""
+
+
+def fit_critic(
+    critic: CriticEnsemble,
+    optimizer: torch.optim.Optimizer,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    iterations: int,
+    num_batches: int,
+    grad_clip: float,
+    generator: torch.Generator,
+) -> CriticFitStats:
+    """Regress every ensemble member on ``targets`` for ``iterations`` shuffled passes of ``num_batches``.
+
+    ``inputs`` [M, d] and ``targets`` [M] (M >= 1) carry no gradient; a remainder of M mod num_batches
+    samples is left out of each pass. Loss = mean over members of (V_k(s) - G)^2.
+    Non-finite gradient entries are zeroed (and counted), the gradient norm is clipped, then Adam steps.
+    """
+    count = inputs.shape[0]
+    num_batches = min(num_batches, count)
+    batch_size = count // num_batches
+    params = list(critic.parameters())
+    grad_norms: list[float] = []
+    nonfinite_steps = 0
+    pass_losses: list[float] = []
+    for _ in range(iterations):
+        order = torch.randperm(count, generator=generator, device=generator.device).to(inputs.device)
+        pass_losses = []
+        for start in range(0, batch_size * num_batches, batch_size):
+            index = order[start : start + batch_size]
+            loss = (critic(inputs[index]) - targets[index]).square().mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nonfinite_steps += int(zero_nonfinite_gradients(params))
+            grad_norms.append(float(torch.nn.utils.clip_grad_norm_(params, grad_clip)))
+            optimizer.step()
+            pass_losses.append(float(loss))
+    return CriticFitStats(
+        loss=sum(pass_losses) / max(len(pass_losses), 1),
+        grad_norm=sum(grad_norms) / max(len(grad_norms), 1),
+        nonfinite_grad_steps=nonfinite_steps,
+    )
+
+
+@torch.no_grad()
+def polyak_update(target: torch.nn.Module, source: torch.nn.Module, alpha: float) -> None:
+    """theta' <- alpha * theta' + (1 - alpha) * theta."""
+    for target_param, param in zip(target.parameters(), source.parameters(), strict=True):
+        target_param.mul_(alpha).add_(param, alpha=1.0 - alpha)

@@ -1,0 +1,1 @@
+"""Model builders: MuJoCo ``MjModel`` construction for the warpbench environments."""

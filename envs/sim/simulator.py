@@ -1,0 +1,319 @@
+"""Stepping one control step (S substeps) forward, and its backward by recomputation.
+
+The forward pass reuses one set of scratch buffers and records nothing. The backward pass of a control
+step recomputes that step's substeps on a Warp tape with a buffer set per substep (and per mass-matrix
+refresh, so the tape never replays a later step's matrices), then runs the tape backwards. Only the
+step's inputs are kept between forward and backward: memory does not grow with substeps x horizon.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import warp as wp
+
+from envs.sim import kernels, linalg
+from envs.sim.model import Model
+
+
+def _zeros(shape, dtype, device, grad):
+    return wp.zeros(shape, dtype=dtype, device=device, requires_grad=grad)
+
+
+@dataclass
+class SubstepBuffers:
+    """Intermediates of one substep (per env, per link or per dof)."""
+
+    body_X: wp.array
+    body_V: wp.array
+    body_A: wp.array
+    body_h: wp.array
+    body_J: wp.array
+    body_f: wp.array
+    body_fext: wp.array
+    body_F_children: wp.array
+    joint_S: wp.array
+    tau: wp.array
+    qdd: wp.array
+    q: wp.array
+    """State reached by this substep."""
+    qd: wp.array
+
+    @staticmethod
+    def allocate(model: Model, num_envs: int, grad: bool) -> SubstepBuffers:
+        n, nl, nv, dev = num_envs, model.num_links, model.nv, model.device
+        return SubstepBuffers(
+            body_X=_zeros((n, nl), wp.transformd, dev, grad),
+            body_V=_zeros((n, nl), wp.spatial_vectord, dev, grad),
+            body_A=_zeros((n, nl), wp.spatial_vectord, dev, grad),
+            body_h=_zeros((n, nl), wp.vec3d, dev, grad),
+            body_J=_zeros((n, nl), wp.mat33d, dev, grad),
+            body_f=_zeros((n, nl), wp.spatial_vectord, dev, grad),
+            body_fext=_zeros((n, nl), wp.spatial_vectord, dev, grad),
+            body_F_children=_zeros((n, nl), wp.spatial_vectord, dev, grad),
+            joint_S=_zeros((n, nv), wp.spatial_vectord, dev, grad),
+            tau=_zeros((n, nv), wp.float64, dev, grad),
+            qdd=_zeros((n, nv), wp.float64, dev, grad),
+            q=_zeros((n, model.nq), wp.float64, dev, grad),
+            qd=_zeros((n, nv), wp.float64, dev, grad),
+        )
+
+
+@dataclass
+class MassMatrixBuffers:
+    """Mass matrix, its factor, and the subtree-inertia accumulators of one refresh."""
+
+    H: wp.array
+    L: wp.array
+    children_m: wp.array
+    children_h: wp.array
+    children_J: wp.array
+
+    @staticmethod
+    def allocate(model: Model, num_envs: int, grad: bool) -> MassMatrixBuffers:
+        n, nl, nv, dev = num_envs, model.num_links, model.nv, model.device
+        return MassMatrixBuffers(
+            H=_zeros((n, nv, nv), wp.float64, dev, grad),
+            L=_zeros((n, nv, nv), wp.float64, dev, False),
+            children_m=_zeros((n, nl), wp.float64, dev, grad),
+            children_h=_zeros((n, nl), wp.vec3d, dev, grad),
+            children_J=_zeros((n, nl), wp.mat33d, dev, grad),
+        )
+
+
+class Simulator:
+    """Steps ``num_envs`` copies of ``model``; torch float64 tensors in and out."""
+
+    def __init__(self, model: Model, num_envs: int):
+        self.model = model
+        self.num_envs = num_envs
+        p = model.params
+        self.substeps = p.substeps
+        self.refresh_every = p.mass_matrix_interval
+        self.h = wp.float64(p.control_dt / p.substeps)
+        self.base_acceleration = wp.vec3d(*(-model.gravity))
+        self.up = wp.vec3d(*model.up)
+        self.contact = (
+            wp.float64(p.contact_ke),
+            wp.float64(p.contact_kd),
+            wp.float64(p.contact_kf),
+            wp.float64(p.contact_mu),
+            wp.float64(p.friction_smoothing),
+        )
+        self.num_refreshes = -(-self.substeps // self.refresh_every)
+        # Forward scratch: two substep buffer sets used alternately, one mass-matrix set.
+        self._scratch = [SubstepBuffers.allocate(model, num_envs, False) for _ in range(2)]
+        self._scratch_mass = MassMatrixBuffers.allocate(model, num_envs, False)
+        self._taped: list[SubstepBuffers] | None = None
+
+    # -- one substep ------------------------------------------------------------------------------
+    def _substep(
+        self,
+        q: wp.array,
+        qd: wp.array,
+        actuation: wp.array,
+        muscle_force: wp.array | None,
+        buf: SubstepBuffers,
+        mass: MassMatrixBuffers,
+        refresh: bool,
+        tape: wp.Tape | None,
+    ) -> None:
+        m, n, dev = self.model, self.num_envs, self.model.device
+        wp.launch(
+            kernels.link_dynamics,
+            dim=n,
+            inputs=[
+                m.link_parent,
+                m.link_type,
+                m.link_q_start,
+                m.link_qd_start,
+                m.link_X_pj,
+                m.link_anchor,
+                m.link_axis,
+                m.link_mass,
+                m.link_com,
+                m.link_inertia,
+                m.num_links,
+                self.base_acceleration,
+                q,
+                qd,
+            ],
+            outputs=[buf.body_X, buf.body_V, buf.body_A, buf.body_h, buf.body_J, buf.body_f, buf.joint_S],
+            device=dev,
+        )
+        buf.body_fext.zero_()
+        if m.num_contacts:
+            wp.launch(
+                kernels.ground_contact,
+                dim=(n, m.num_contacts),
+                inputs=[
+                    m.contact_link,
+                    m.contact_point,
+                    m.contact_offset,
+                    self.up,
+                    *self.contact,
+                    buf.body_X,
+                    buf.body_V,
+                ],
+                outputs=[buf.body_fext],
+                device=dev,
+            )
+        if m.num_segments:
+            wp.launch(
+                kernels.muscle_forces,
+                dim=(n, m.num_segments),
+                inputs=[
+                    m.segment_muscle,
+                    m.segment_link_a,
+                    m.segment_point_a,
+                    m.segment_link_b,
+                    m.segment_point_b,
+                    muscle_force,
+                    buf.body_X,
+                ],
+                outputs=[buf.body_fext],
+                device=dev,
+            )
+        buf.body_F_children.zero_()
+        wp.launch(
+            kernels.joint_forces,
+            dim=n,
+            inputs=[
+                m.link_parent,
+                m.link_type,
+                m.link_q_start,
+                m.link_qd_start,
+                m.link_stiffness,
+                m.link_damping,
+                m.link_limit_lower,
+                m.link_limit_upper,
+                m.link_limit_ke,
+                m.link_limit_kd,
+                m.link_spring_ref,
+                m.num_links,
+                q,
+                qd,
+                actuation,
+                buf.body_f,
+                buf.body_fext,
+                buf.joint_S,
+            ],
+            outputs=[buf.body_F_children, buf.tau],
+            device=dev,
+        )
+        if refresh:
+            mass.children_m.zero_()
+            mass.children_h.zero_()
+            mass.children_J.zero_()
+            wp.launch(
+                kernels.mass_matrix,
+                dim=n,
+                inputs=[
+                    m.link_parent,
+                    m.link_mass,
+                    m.num_links,
+                    m.mass_pair_row,
+                    m.mass_pair_col,
+                    m.dof_link,
+                    buf.body_h,
+                    buf.body_J,
+                    buf.joint_S,
+                ],
+                outputs=[mass.children_m, mass.children_h, mass.children_J, mass.H],
+                device=dev,
+            )
+            wp.launch(
+                linalg.cholesky,
+                dim=n,
+                inputs=[m.nv, mass.H, m.dof_armature],
+                outputs=[mass.L],
+                device=dev,
+                record_tape=False,
+            )
+        wp.launch(
+            linalg.solve,
+            dim=n,
+            inputs=[m.nv, mass.L, buf.tau],
+            outputs=[buf.qdd],
+            device=dev,
+            record_tape=False,
+        )
+        if tape is not None:
+            z = wp.zeros_like(buf.qdd, requires_grad=False)
+
+            def solve_backward(buf=buf, mass=mass, z=z):
+                wp.launch(
+                    linalg.solve_adjoint,
+                    dim=n,
+                    inputs=[m.nv, mass.L, buf.qdd, buf.qdd.grad, z, buf.tau.grad, mass.H.grad],
+                    device=dev,
+                )
+
+            tape.record_func(backward=solve_backward, arrays=[buf.qdd, buf.tau, mass.H])
+        wp.launch(
+            kernels.integrate,
+            dim=n,
+            inputs=[m.link_type, m.link_q_start, m.link_qd_start, m.num_links, self.h, q, qd, buf.qdd],
+            outputs=[buf.q, buf.qd],
+            device=dev,
+        )
+
+    # -- control step -----------------------------------------------------------------------------
+    def forward(
+        self,
+        q: torch.Tensor,
+        qd: torch.Tensor,
+        actuation: torch.Tensor,
+        muscle_force: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One control step without recording; returns new (q, qd) tensors."""
+        wq, wqd, wact = wp.from_torch(q), wp.from_torch(qd), wp.from_torch(actuation)
+        wmf = wp.from_torch(muscle_force) if muscle_force is not None and muscle_force.numel() else None
+        for s in range(self.substeps):
+            buf = self._scratch[s % 2]
+            self._substep(wq, wqd, wact, wmf, buf, self._scratch_mass, s % self.refresh_every == 0, None)
+            wq, wqd = buf.q, buf.qd
+        return wp.to_torch(wq).clone(), wp.to_torch(wqd).clone()
+
+    def backward(
+        self,
+        q: torch.Tensor,
+        qd: torch.Tensor,
+        actuation: torch.Tensor,
+        muscle_force: torch.Tensor | None,
+        adj_q_out: torch.Tensor,
+        adj_qd_out: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Vector-Jacobian product of one control step, recomputing its substeps on a tape."""
+        model, n, dev = self.model, self.num_envs, self.model.device
+        if self._taped is None:
+            self._taped = [SubstepBuffers.allocate(model, n, True) for _ in range(self.substeps)]
+            self._taped_mass = [MassMatrixBuffers.allocate(model, n, True) for _ in range(self.num_refreshes)]
+            self._taped_in = SubstepBuffers.allocate(model, n, True)
+            self._taped_act = _zeros((n, model.nv), wp.float64, dev, True)
+            self._taped_mf = _zeros((n, max(model.muscle_count, 1)), wp.float64, dev, True)
+        start = self._taped_in
+        wp.copy(start.q, wp.from_torch(q.detach().contiguous()))
+        wp.copy(start.qd, wp.from_torch(qd.detach().contiguous()))
+        wp.copy(self._taped_act, wp.from_torch(actuation.detach().contiguous()))
+        has_muscles = model.num_segments > 0 and muscle_force is not None
+        if has_muscles:
+            wp.copy(self._taped_mf, wp.from_torch(muscle_force.detach().contiguous()))
+        tape = wp.Tape()
+        with tape:
+            wq, wqd = start.q, start.qd
+            for s, buf in enumerate(self._taped):
+                mass = self._taped_mass[s // self.refresh_every]
+                refresh = s % self.refresh_every == 0
+                self._substep(wq, wqd, self._taped_act, self._taped_mf, buf, mass, refresh, tape)
+                wq, wqd = buf.q, buf.qd
+        tape.zero()
+        wp.copy(wq.grad, wp.from_torch(adj_q_out.detach().to(torch.float64).contiguous()))
+        wp.copy(wqd.grad, wp.from_torch(adj_qd_out.detach().to(torch.float64).contiguous()))
+        tape.backward()
+        adj_q = wp.to_torch(start.q.grad).clone()
+        adj_qd = wp.to_torch(start.qd.grad).clone()
+        adj_act = wp.to_torch(self._taped_act.grad).clone()
+        adj_mf = wp.to_torch(self._taped_mf.grad).clone() if has_muscles else None
+        return adj_q, adj_qd, adj_act, adj_mf
