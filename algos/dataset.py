@@ -113,7 +113,10 @@ class EpisodeRecorder:
 
     def state_dict(self) -> dict[str, Any]:
         """Unfinished episodes and finished ones not yet popped."""
-        return {"partial": [[tuple(row) for row in rows] for rows in self._partial], "finished": self._finished}
+        return {
+            "partial": [[tuple(row) for row in rows] for rows in self._partial],
+            "finished": self._finished,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._partial = [list(rows) for rows in state["partial"]]
@@ -137,7 +140,12 @@ class DatasetWriter:
     """Appends chunks of episodes to a dataset directory; reopening an existing directory continues it."""
 
     def __init__(
-        self, directory: str | Path, env: str, obs_dim: int, act_dim: int, metadata: dict[str, Any] | None = None
+        self,
+        directory: str | Path,
+        env: str,
+        obs_dim: int,
+        act_dim: int,
+        metadata: dict[str, Any] | None = None,
     ) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -174,7 +182,12 @@ class DatasetWriter:
         _atomic_write(self.directory / name, buffer.getvalue())
         transitions = int(arrays["episode_length"].sum())
         self.index["chunks"].append(
-            {"file": name, "episodes": len(episodes), "transitions": transitions, "first_episode_id": first_id}
+            {
+                "file": name,
+                "episodes": len(episodes),
+                "transitions": transitions,
+                "first_episode_id": first_id,
+            }
         )
         self.index["num_episodes"] += len(episodes)
         self.index["num_transitions"] += transitions

@@ -70,7 +70,7 @@ class StochasticActor(nn.Module):
 
 
 class CriticEnsemble(nn.Module):
-    """K value MLPs with orthogonal init (gain sqrt 2, zero bias); the value estimate is the member minimum."""
+    """K value MLPs, orthogonal init (gain sqrt 2, zero bias); the value estimate is the member minimum."""
 
     def __init__(self, obs_dim: int, hidden: Sequence[int], activation: str, num_critics: int = 1) -> None:
         super().__init__()

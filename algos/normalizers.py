@@ -37,7 +37,11 @@ class RunningMeanStd(nn.Module):
         batch_count = samples.shape[0]
         delta = batch_mean - self.mean
         total = self.count + batch_count
-        m2 = self.var * self.count + batch_var * batch_count + delta.square() * self.count * batch_count / total
+        m2 = (
+            self.var * self.count
+            + batch_var * batch_count
+            + delta.square() * self.count * batch_count / total
+        )
         self.mean.add_(delta * batch_count / total)
         self.var.copy_(m2 / total)
         self.count.copy_(total)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -98,6 +99,19 @@ def decorate(ax: Axes) -> None:
     ax.tick_params(length=3, width=1)
 
 
+def write_file(path: str | Path, data: bytes) -> Path:
+    """Atomic write (``bench.rundir.atomic_write_bytes``) with the usual umask-based permissions.
+
+    The temporary file behind an atomic write is private (0600); outputs meant to be shared get 0666 & ~umask.
+    """
+    path = Path(path)
+    atomic_write_bytes(path, data)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+    return path
+
+
 def save(fig: Figure, out_dir: str | Path, stem: str, formats: Sequence[str] = ("pdf", "png")) -> list[Path]:
     """Save ``fig`` as ``out_dir/stem.<fmt>`` for each format, atomically; returns the paths."""
     paths = []
@@ -105,9 +119,7 @@ def save(fig: Figure, out_dir: str | Path, stem: str, formats: Sequence[str] = (
         buf = io.BytesIO()
         metadata = {"CreationDate": None} if fmt == "pdf" else {"Software": None} if fmt == "png" else None
         fig.savefig(buf, format=fmt, bbox_inches="tight", metadata=metadata)
-        path = Path(out_dir) / f"{stem}.{fmt}"
-        atomic_write_bytes(path, buf.getvalue())
-        paths.append(path)
+        paths.append(write_file(Path(out_dir) / f"{stem}.{fmt}", buf.getvalue()))
     return paths
 
 
@@ -129,8 +141,13 @@ def _legend(fig: Figure, algos: Sequence[str], colors: Mapping[str, str]) -> Non
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], color=colors[a], lw=2) for a in algos]
-    fig.legend(handles, [algo_label(a) for a in algos], loc="lower center", bbox_to_anchor=(0.5, 1.0),
-               ncol=min(len(algos), 6))
+    fig.legend(
+        handles,
+        [algo_label(a) for a in algos],
+        loc="lower center",
+        bbox_to_anchor=(0.5, 1.0),
+        ncol=min(len(algos), 6),
+    )
 
 
 def plot_curves(

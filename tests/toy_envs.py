@@ -110,7 +110,13 @@ class PointMassEnv:
 
 
 def make_toy_env(num_envs: int = 1, device: str = "cpu", seed: int = 0, **overrides: Any) -> PointMassEnv:
-    valid = ("early_termination", "stochastic_init", "episode_length", "nan_rewards_from", "nan_rewards_until")
+    valid = (
+        "early_termination",
+        "stochastic_init",
+        "episode_length",
+        "nan_rewards_from",
+        "nan_rewards_until",
+    )
     unknown = sorted(set(overrides) - set(valid))
     if unknown:
         raise ValueError(f"unknown override(s) {unknown} for {TOY_ENV}; valid: {', '.join(valid)}")

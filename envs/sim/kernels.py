@@ -93,8 +93,8 @@ def link_dynamics(
     """Forward kinematics, velocities, bias accelerations and bias forces I*a + v x* I*v per link."""
     e = wp.tid()
     zero3 = vec3(f64(0.0), f64(0.0), f64(0.0))
-    for l in range(num_links):
-        p = link_parent[l]
+    for link in range(num_links):
+        p = link_parent[link]
         X_parent = wp.transform_identity(dtype=f64)
         V_parent = spatial_vector(zero3, zero3)
         A_parent = spatial_vector(zero3, base_acceleration)
@@ -102,11 +102,11 @@ def link_dynamics(
             X_parent = body_X[e, p]
             V_parent = body_V[e, p]
             A_parent = body_A[e, p]
-        X_pre = X_parent * link_X_pj[l]
-        jtype = link_type[l]
-        qs = link_q_start[l]
-        ds = link_qd_start[l]
-        c = link_anchor[l]
+        X_pre = X_parent * link_X_pj[link]
+        jtype = link_type[link]
+        qs = link_q_start[link]
+        ds = link_qd_start[link]
+        c = link_anchor[link]
         X = X_pre
         V = V_parent
         A = A_parent
@@ -135,7 +135,7 @@ def link_dynamics(
             V = V_parent + Vj
             A = A_parent + motion_cross(V, Vj)
         elif jtype == HINGE:
-            a = link_axis[l]
+            a = link_axis[link]
             r = wp.quat_from_axis_angle(a, q[e, qs])
             X = X_pre * transform(c - wp.quat_rotate(r, c), r)
             P = wp.transform_point(X_pre, c)
@@ -146,27 +146,27 @@ def link_dynamics(
             V = V_parent + Vj
             A = A_parent + motion_cross(V, Vj)
         elif jtype == SLIDE:
-            a = link_axis[l]
+            a = link_axis[link]
             X = X_pre * transform(a * q[e, qs], wp.quat_identity(dtype=f64))
             S = spatial_vector(zero3, wp.transform_vector(X_pre, a))
             joint_S[e, ds] = S
             Vj = S * qd[e, ds]
             V = V_parent + Vj
             A = A_parent + motion_cross(V, Vj)
-        body_X[e, l] = X
-        body_V[e, l] = V
-        body_A[e, l] = A
+        body_X[e, link] = X
+        body_V[e, link] = V
+        body_A[e, link] = A
         # World-frame spatial inertia about the origin: mass m, h = m*com, J = I_com + m(|c|^2 1 - c c^T).
-        m = link_mass[l]
-        com = wp.transform_point(X, link_com[l])
+        m = link_mass[link]
+        com = wp.transform_point(X, link_com[link])
         R = wp.quat_to_matrix(wp.transform_get_rotation(X))
         h = m * com
-        J = R * link_inertia[l] * wp.transpose(R) + m * (
+        J = R * link_inertia[link] * wp.transpose(R) + m * (
             wp.dot(com, com) * wp.identity(n=3, dtype=f64) - wp.outer(com, com)
         )
-        body_h[e, l] = h
-        body_J[e, l] = J
-        body_f[e, l] = inertia_times(m, h, J, A) + force_cross(V, inertia_times(m, h, J, V))
+        body_h[e, link] = h
+        body_J[e, link] = J
+        body_f[e, link] = inertia_times(m, h, J, A) + force_cross(V, inertia_times(m, h, J, V))
 
 
 @wp.kernel
@@ -186,11 +186,11 @@ def ground_contact(
 ):
     """Penalty contact of fixed body points with the ground plane through the origin (spec §5)."""
     e, k = wp.tid()
-    l = contact_link[k]
-    p = wp.transform_point(body_X[e, l], contact_point[k]) - up * contact_offset[k]
+    link = contact_link[k]
+    p = wp.transform_point(body_X[e, link], contact_point[k]) - up * contact_offset[k]
     depth = wp.dot(p, up)
     if depth < f64(0.0):
-        V = body_V[e, l]
+        V = body_V[e, link]
         p_dot = wp.spatial_bottom(V) + wp.cross(wp.spatial_top(V), p)
         vn = wp.dot(p_dot, up)
         vt = p_dot - up * vn
@@ -204,7 +204,7 @@ def ground_contact(
         if kf * speed > cap:
             ft = vt * (-cap / speed)
         F = up * fn + ft
-        wp.atomic_add(body_fext, e, l, spatial_vector(wp.cross(p, F), F))
+        wp.atomic_add(body_fext, e, link, spatial_vector(wp.cross(p, F), F))
 
 
 @wp.kernel
@@ -255,14 +255,14 @@ def joint_forces(
     """Backward pass: subtree forces, then tau = u - S^T F + passive joint forces (spec §3)."""
     e = wp.tid()
     for k in range(num_links):
-        l = num_links - 1 - k
-        F = body_f[e, l] - body_fext[e, l] + body_F_children[e, l]
-        p = link_parent[l]
+        link = num_links - 1 - k
+        F = body_f[e, link] - body_fext[e, link] + body_F_children[e, link]
+        p = link_parent[link]
         if p >= 0:
             wp.atomic_add(body_F_children, e, p, F)
-        jtype = link_type[l]
-        qs = link_q_start[l]
-        ds = link_qd_start[l]
+        jtype = link_type[link]
+        qs = link_q_start[link]
+        ds = link_qd_start[link]
         if jtype == FREE:
             for i in range(6):
                 tau[e, ds + i] = actuation[e, ds + i] - wp.dot(joint_S[e, ds + i], F)
@@ -272,21 +272,21 @@ def joint_forces(
                 tau[e, ds + i] = (
                     actuation[e, ds + i]
                     - wp.dot(joint_S[e, ds + i], F)
-                    - link_stiffness[l] * q[e, qs + 1 + i]
-                    - link_damping[l] * qd[e, ds + i]
+                    - link_stiffness[link] * q[e, qs + 1 + i]
+                    - link_damping[link] * qd[e, ds + i]
                 )
         elif jtype == HINGE or jtype == SLIDE:
             x = q[e, qs]
             limit_force = f64(0.0)
-            if x < link_limit_lower[l]:
-                limit_force = link_limit_ke[l] * (link_limit_lower[l] - x)
-            elif x > link_limit_upper[l]:
-                limit_force = link_limit_ke[l] * (link_limit_upper[l] - x)
+            if x < link_limit_lower[link]:
+                limit_force = link_limit_ke[link] * (link_limit_lower[link] - x)
+            elif x > link_limit_upper[link]:
+                limit_force = link_limit_ke[link] * (link_limit_upper[link] - x)
             tau[e, ds] = (
                 actuation[e, ds]
                 - wp.dot(joint_S[e, ds], F)
-                - link_stiffness[l] * (x - link_spring_ref[l])
-                - (link_damping[l] + link_limit_kd[l]) * qd[e, ds]
+                - link_stiffness[link] * (x - link_spring_ref[link])
+                - (link_damping[link] + link_limit_kd[link]) * qd[e, ds]
                 + limit_force
             )
 
@@ -312,20 +312,20 @@ def mass_matrix(
     # children_* arrive zeroed and collect the subtrees below each link; a link reads its entry only after
     # all its children (higher indices) have pushed theirs, so every read sees the final value.
     for k in range(num_links):
-        l = num_links - 1 - k
-        p = link_parent[l]
+        link = num_links - 1 - k
+        p = link_parent[link]
         if p >= 0:
-            wp.atomic_add(children_m, e, p, children_m[e, l] + link_mass[l])
-            wp.atomic_add(children_h, e, p, children_h[e, l] + body_h[e, l])
-            wp.atomic_add(children_J, e, p, children_J[e, l] + body_J[e, l])
+            wp.atomic_add(children_m, e, p, children_m[e, link] + link_mass[link])
+            wp.atomic_add(children_h, e, p, children_h[e, link] + body_h[e, link])
+            wp.atomic_add(children_J, e, p, children_J[e, link] + body_J[e, link])
     for k in range(mass_pair_row.shape[0]):
         d = mass_pair_row[k]
         c = mass_pair_col[k]
-        l = dof_link[d]
+        link = dof_link[d]
         F = inertia_times(
-            children_m[e, l] + link_mass[l],
-            children_h[e, l] + body_h[e, l],
-            children_J[e, l] + body_J[e, l],
+            children_m[e, link] + link_mass[link],
+            children_h[e, link] + body_h[e, link],
+            children_J[e, link] + body_J[e, link],
             joint_S[e, d],
         )
         value = wp.dot(joint_S[e, c], F)
@@ -350,10 +350,10 @@ def integrate(
     """Semi-implicit Euler: velocities first, then positions with the new velocities (spec §4)."""
     e = wp.tid()
     half = f64(0.5)
-    for l in range(num_links):
-        jtype = link_type[l]
-        qs = link_q_start[l]
-        ds = link_qd_start[l]
+    for link in range(num_links):
+        jtype = link_type[link]
+        qs = link_q_start[link]
+        ds = link_qd_start[link]
         if jtype == FREE:
             for i in range(6):
                 qd_out[e, ds + i] = qd[e, ds + i] + qdd[e, ds + i] * h

@@ -293,6 +293,10 @@ class Simulator:
             self._taped_in = SubstepBuffers.allocate(model, n, True)
             self._taped_act = _zeros((n, model.nv), wp.float64, dev, True)
             self._taped_mf = _zeros((n, max(model.muscle_count, 1)), wp.float64, dev, True)
+            # wp.Tape.zero() only clears gradients the tape allocated itself, so keep our own list.
+            sets = [*self._taped, *self._taped_mass, self._taped_in]
+            self._taped_grads = [a.grad for s in sets for a in vars(s).values() if a.requires_grad]
+            self._taped_grads += [self._taped_act.grad, self._taped_mf.grad]
         start = self._taped_in
         wp.copy(start.q, wp.from_torch(q.detach().contiguous()))
         wp.copy(start.qd, wp.from_torch(qd.detach().contiguous()))
@@ -308,7 +312,8 @@ class Simulator:
                 refresh = s % self.refresh_every == 0
                 self._substep(wq, wqd, self._taped_act, self._taped_mf, buf, mass, refresh, tape)
                 wq, wqd = buf.q, buf.qd
-        tape.zero()
+        for g in self._taped_grads:
+            g.zero_()
         wp.copy(wq.grad, wp.from_torch(adj_q_out.detach().to(torch.float64).contiguous()))
         wp.copy(wqd.grad, wp.from_torch(adj_qd_out.detach().to(torch.float64).contiguous()))
         tape.backward()
