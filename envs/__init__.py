@@ -8,11 +8,19 @@ Env protocol (what algorithms may rely on; all tensors are torch, batched over `
     obs, reward, terminated, truncated, info = env.step(actions)   # actions [N, act_dim] in [-1, 1]
     info["obs_before_reset"]                # [N, obs_dim]: the observation reached before auto-reset
     obs = env.detach_state()                # cut the autograd graph here (SHAC window start)
+    env.state_dict(), env.load_state_dict(state)                   # exact resume
 
 ``step`` is differentiable through torch autograd with respect to the actions and the incoming state
 whenever grad mode is on; envs that are done are reset inside ``step`` (which cuts their gradient path).
 """
 
+from envs.gym_adapter import register_gym_ids
 from envs.registry import make, names, register
+from envs.tasks.ant import Ant
+from envs.tasks.humanoid import Humanoid
+
+register("ant", Ant)
+register("humanoid", Humanoid)
+register_gym_ids()
 
 __all__ = ["make", "names", "register"]

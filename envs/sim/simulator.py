@@ -259,6 +259,34 @@ class Simulator:
             device=dev,
         )
 
+    def link_transforms(self, q: torch.Tensor) -> torch.Tensor:
+        """World transforms [N, num_links, 7] (position, quaternion xyzw) of every link at ``q``."""
+        m, buf = self.model, self._scratch[0]
+        qd = wp.zeros((self.num_envs, m.nv), dtype=wp.float64, device=m.device)
+        wp.launch(
+            kernels.link_dynamics,
+            dim=self.num_envs,
+            inputs=[
+                m.link_parent,
+                m.link_type,
+                m.link_q_start,
+                m.link_qd_start,
+                m.link_X_pj,
+                m.link_anchor,
+                m.link_axis,
+                m.link_mass,
+                m.link_com,
+                m.link_inertia,
+                m.num_links,
+                self.base_acceleration,
+                wp.from_torch(q.detach().to(torch.float64).contiguous()),
+                qd,
+            ],
+            outputs=[buf.body_X, buf.body_V, buf.body_A, buf.body_h, buf.body_J, buf.body_f, buf.joint_S],
+            device=m.device,
+        )
+        return wp.to_torch(buf.body_X).clone()
+
     # -- control step -----------------------------------------------------------------------------
     def forward(
         self,

@@ -1,0 +1,315 @@
+"""Batched torch locomotion env over the Warp engine (envs spec §6, §7.3, §7.5).
+
+A task subclass says which model, which physical parameters, how actions become forces, and its
+reward; this class owns the state, the step loop, terminations, resets and the shared observation
+block. Observations, rewards and terminations are the spec's Y-up quantities, whatever the model's own
+up axis (MuJoCo assets are Z-up).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import mujoco
+import numpy as np
+import torch
+
+from envs import rotations as rot
+from envs.sim.autograd import control_step
+from envs.sim.model import Model, PhysicsParams, build_model
+from envs.sim.simulator import Simulator
+
+
+@dataclass
+class LocomotionConfig:
+    """Options every locomotion env accepts as ``envs.make(name, **overrides)``."""
+
+    episode_length: int = 1000
+    """Control steps before truncation."""
+    early_termination: bool = True
+    """Terminate when the root height falls below the task's threshold (invalid states always terminate)."""
+    stochastic_init: bool = True
+    """Add the task's uniform reset noise at every reset (spec §7.5)."""
+    reward_timing: str = "pre"
+    """'pre': reward from the observation before the action (fork, Q1); 'post': after it (DiffRL)."""
+    nan_grad_fix: bool = False
+    """Replace NaN gradients flowing into state and actions by 0, counting them (Q11)."""
+    dtype: str = "float32"
+    """Dtype of observations and rewards ('float32' or 'float64'; the engine always runs in float64)."""
+    substeps: int | None = None
+    """Physics substeps per control step (None: the task's value)."""
+    mass_matrix_interval: int | None = None
+    """Mass-matrix refresh interval in substeps (None: the task's value)."""
+    contact_ke: float | None = None
+    """Contact stiffness (None: the task's value); likewise contact_kd, contact_kf, contact_mu."""
+    contact_kd: float | None = None
+    contact_kf: float | None = None
+    contact_mu: float | None = None
+    friction_smoothing: float = 0.0
+    """Huber-type smoothing of the tangential speed in the friction law (0 = off, the reference)."""
+
+
+def make_config(config_class: type, overrides: dict[str, Any]) -> Any:
+    """Instantiate ``config_class`` with ``overrides``, rejecting unknown keys with the valid list."""
+    valid = [f.name for f in dataclasses.fields(config_class)]
+    unknown = sorted(set(overrides) - set(valid))
+    if unknown:
+        raise ValueError(f"unknown override(s) {unknown}; valid keys: {', '.join(valid)}")
+    cfg = config_class(**overrides)
+    if cfg.reward_timing not in ("pre", "post"):
+        raise ValueError(f"reward_timing must be 'pre' or 'post', got {cfg.reward_timing!r}")
+    if cfg.dtype not in ("float32", "float64"):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {cfg.dtype!r}")
+    if cfg.episode_length < 1:
+        raise ValueError("episode_length must be >= 1")
+    return cfg
+
+
+class LocomotionEnv:
+    """Base class of the locomotion tasks. Subclasses set the class attributes and the hooks below."""
+
+    config_class: type = LocomotionConfig
+    world_to_yup: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 1.0)
+    """xyzw rotation from the model's world frame to the spec's Y-up frame."""
+    start_rotation: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 1.0)
+    """Root start orientation in the Y-up frame (xyzw)."""
+    start_position: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    """Root start position in the Y-up frame."""
+    target_x: float = 10000.0
+    termination_height: float = 0.0
+    joint_noise: float = 0.2
+    with_previous_action: bool = True
+
+    # -- hooks ----------------------------------------------------------------------------------
+    def build_physics(self, cfg: Any) -> tuple[mujoco.MjModel, PhysicsParams, Any]:
+        """Return the MuJoCo model, the engine parameters and the muscle set (or None)."""
+        raise NotImplementedError
+
+    def start_joint_positions(self) -> np.ndarray:
+        """Joint coordinates after the root's 7 (MuJoCo layout)."""
+        return np.zeros(self.nq - 7)
+
+    def actuation(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Map clipped actions to (generalized forces [N, nv], muscle forces [N, M] or None), float64."""
+        raise NotImplementedError
+
+    def reward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def joint_observation(self, q: torch.Tensor) -> torch.Tensor:
+        """The joint_q[7:] block of the observation (SNU reorders ball quaternions)."""
+        return q[:, 7:]
+
+    # -- construction ---------------------------------------------------------------------------
+    def __init__(self, num_envs: int = 1, device: str = "cpu", seed: int = 0, **overrides: Any):
+        if not isinstance(num_envs, int) or num_envs < 1:
+            raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device 'cuda' requested but torch sees no CUDA device; use device='cpu'")
+        if self.device.type not in ("cpu", "cuda"):
+            raise ValueError(f"device must be 'cpu' or 'cuda[:i]', got {device!r}")
+        self.cfg = make_config(self.config_class, overrides)
+        self.num_envs = num_envs
+        self.seed = seed
+        mjmodel, params, muscles = self.build_physics(self.cfg)
+        for key in (
+            "substeps",
+            "mass_matrix_interval",
+            "contact_ke",
+            "contact_kd",
+            "contact_kf",
+            "contact_mu",
+        ):
+            if getattr(self.cfg, key) is not None:
+                setattr(params, key, getattr(self.cfg, key))
+        params.friction_smoothing = self.cfg.friction_smoothing
+        params.__post_init__()
+        warp_device = "cpu" if self.device.type == "cpu" else f"cuda:{self.device.index or 0}"
+        self.model: Model = build_model(mjmodel, params, device=warp_device, muscles=muscles)
+        self.sim = Simulator(self.model, num_envs)
+        self.nq, self.nv = self.model.nq, self.model.nv
+        self.max_episode_steps = self.cfg.episode_length
+        self.obs_dtype = getattr(torch, self.cfg.dtype)
+        f64 = dict(dtype=torch.float64, device=self.device)
+        self._to_yup = torch.tensor(self.world_to_yup, **f64)
+        self._from_yup = rot.quat_conjugate(self._to_yup)
+        self._start_rot_inv = rot.quat_conjugate(torch.tensor(self.start_rotation, **f64))
+        self._start_pos = torch.tensor(self.start_position, **f64)
+        start_rot_model = rot.quat_mul(self._from_yup, torch.tensor(self.start_rotation, **f64))
+        self.start_q = torch.cat(
+            (
+                rot.quat_rotate(self._from_yup, self._start_pos),
+                rot.xyzw_to_wxyz(start_rot_model),
+                torch.as_tensor(self.start_joint_positions(), **f64),
+            )
+        )
+        self.generator = torch.Generator(device="cpu").manual_seed(seed)
+        self.nan_grad_count = 0
+        self.obs_dim = int(
+            self.observe(
+                self.start_q[None], torch.zeros(1, self.nv, **f64), torch.zeros(1, self.act_dim, **f64)
+            ).shape[1]
+        )
+        self.reset()
+
+    # -- observation ------------------------------------------------------------------------------
+    def observe(self, q: torch.Tensor, qd: torch.Tensor, last_action: torch.Tensor) -> torch.Tensor:
+        """Locomotion observation block (spec §7.3) in float64."""
+        n = q.shape[0]
+        to_yup = self._to_yup.expand(n, 4)
+        pos = rot.quat_rotate(to_yup, q[:, 0:3])
+        root_rot_model = rot.wxyz_to_xyzw(q[:, 3:7])
+        root_rot = rot.quat_mul(to_yup, root_rot_model)
+        v = rot.quat_rotate(to_yup, qd[:, 0:3])
+        w = rot.quat_rotate(root_rot, qd[:, 3:6])  # body-frame angular velocity -> Y-up world
+        relative = rot.quat_mul(root_rot, self._start_rot_inv.expand(n, 4))
+        up = rot.quat_rotate(relative, pos.new_tensor([0.0, 1.0, 0.0]).expand(n, 3))
+        heading_vec = rot.quat_rotate(relative, pos.new_tensor([1.0, 0.0, 0.0]).expand(n, 3))
+        to_target = pos.new_tensor([self.target_x, 0.0, 0.0]) + self._start_pos - pos
+        to_target = to_target * pos.new_tensor([1.0, 0.0, 1.0])
+        target_dir = to_target / torch.linalg.vector_norm(to_target, dim=1, keepdim=True).clamp_min(1e-12)
+        heading = (heading_vec * target_dir).sum(dim=1, keepdim=True)
+        parts = [pos[:, 1:2], root_rot, v, w, self.joint_observation(q), 0.1 * qd[:, 6:], up[:, 1:2], heading]
+        if self.with_previous_action:
+            parts.append(last_action)
+        return torch.cat(parts, dim=1)
+
+    # -- state ----------------------------------------------------------------------------------
+    def _uniform(self, shape: tuple[int, ...], bound: float) -> torch.Tensor:
+        x = torch.rand(shape, generator=self.generator, dtype=torch.float64)
+        return ((2.0 * x - 1.0) * bound).to(self.device)
+
+    def _start_states(self, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Start (q, qd) for ``count`` envs, with reset noise if ``stochastic_init`` (spec §7.5, Q9)."""
+        q = self.start_q.expand(count, -1).clone()
+        qd = torch.zeros(count, self.nv, dtype=torch.float64, device=self.device)
+        if not self.cfg.stochastic_init:
+            return q, qd
+        q[:, 0:3] += self._uniform((count, 3), 0.1)
+        axis = self._uniform((count, 3), 0.5)
+        axis = axis / torch.linalg.vector_norm(axis, dim=1, keepdim=True).clamp_min(1e-12)
+        delta = rot.quat_from_axis_angle(axis, self._uniform((count,), math.pi / 24))
+        root = rot.quat_mul(rot.wxyz_to_xyzw(q[:, 3:7]), delta)
+        q[:, 3:7] = rot.xyzw_to_wxyz(root)
+        q[:, 7:] += self._uniform((count, self.nq - 7), self.joint_noise)
+        # Noise on the spatial twist (omega, v at the world origin) in the Y-up frame, then MuJoCo's
+        # free-joint velocity: origin velocity in world, angular velocity in the body frame.
+        w_yup, v0_yup = self._uniform((count, 3), 0.25), self._uniform((count, 3), 0.25)
+        from_yup = self._from_yup.expand(count, 4)
+        w_world, v0_world = rot.quat_rotate(from_yup, w_yup), rot.quat_rotate(from_yup, v0_yup)
+        qd[:, 0:3] = v0_world + torch.linalg.cross(w_world, q[:, 0:3], dim=1)
+        qd[:, 3:6] = rot.quat_rotate(rot.quat_conjugate(root), w_world)
+        qd[:, 6:] = self._uniform((count, self.nv - 6), 0.25)
+        return q, qd
+
+    def reset(self) -> torch.Tensor:
+        """Reset every env; returns the observation (no gradient history)."""
+        self.q, self.qd = self._start_states(self.num_envs)
+        self.last_action = torch.zeros(self.num_envs, self.act_dim, dtype=torch.float64, device=self.device)
+        self.progress = torch.zeros(self.num_envs, dtype=torch.long, device=self.device)
+        self.obs = self.observe(self.q, self.qd, self.last_action)
+        return self.obs.to(self.obs_dtype)
+
+    def detach_state(self) -> torch.Tensor:
+        """Cut the autograd graph at the current state (SHAC's window start); physics unchanged."""
+        self.q, self.qd = self.q.detach(), self.qd.detach()
+        self.last_action, self.obs = self.last_action.detach(), self.obs.detach()
+        return self.obs.to(self.obs_dtype)
+
+    def set_state(self, qpos: np.ndarray | torch.Tensor, qvel: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Load MuJoCo ``qpos`` [N, nq] / ``qvel`` [N, nv] (MuJoCo conventions) into every env."""
+        q = torch.as_tensor(qpos, dtype=torch.float64, device=self.device).reshape(self.num_envs, self.nq)
+        qd = torch.as_tensor(qvel, dtype=torch.float64, device=self.device).reshape(self.num_envs, self.nv)
+        self.q, self.qd = q.clone(), qd.clone()
+        self.obs = self.observe(self.q, self.qd, self.last_action)
+        return self.obs.to(self.obs_dtype)
+
+    def body_positions(self) -> torch.Tensor:
+        """World-frame positions [N, nbody-1, 3] of MuJoCo bodies 1.. in the model's own frame."""
+        links = torch.as_tensor(self.model.body_link[1:], device=self.device)
+        return self.sim.link_transforms(self.q)[:, links, :3]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "q": self.q.detach().cpu(),
+            "qd": self.qd.detach().cpu(),
+            "last_action": self.last_action.detach().cpu(),
+            "progress": self.progress.cpu(),
+            "generator": self.generator.get_state(),
+            "nan_grad_count": self.nan_grad_count,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.q = state["q"].to(self.device)
+        self.qd = state["qd"].to(self.device)
+        self.last_action = state["last_action"].to(self.device)
+        self.progress = state["progress"].to(self.device)
+        self.generator.set_state(state["generator"])
+        self.nan_grad_count = int(state["nan_grad_count"])
+        self.obs = self.observe(self.q, self.qd, self.last_action)
+
+    # -- step -----------------------------------------------------------------------------------
+    def _check_actions(self, actions: Any) -> None:
+        if not isinstance(actions, torch.Tensor):
+            raise TypeError(f"actions must be a torch.Tensor, got {type(actions).__name__}")
+        if actions.shape != (self.num_envs, self.act_dim):
+            raise ValueError(
+                f"actions must have shape {(self.num_envs, self.act_dim)}, got {tuple(actions.shape)}"
+            )
+        if not actions.is_floating_point():
+            raise TypeError(f"actions must be a floating-point tensor, got {actions.dtype}")
+        if actions.device != self.device:
+            raise ValueError(f"actions are on {actions.device}, the env is on {self.device}")
+        if not bool(torch.isfinite(actions).all()):
+            raise ValueError("actions contain NaN or infinite values")
+
+    def _nan_to_zero_hook(self, grad: torch.Tensor) -> torch.Tensor:
+        bad = ~torch.isfinite(grad)
+        count = int(bad.sum())
+        if count:
+            self.nan_grad_count += count
+            return torch.where(bad, torch.zeros_like(grad), grad)
+        return grad
+
+    def step(self, actions: torch.Tensor):
+        """Advance every env one control step; returns (obs, reward, terminated, truncated, info)."""
+        self._check_actions(actions)
+        a = actions.to(torch.float64).clamp(-1.0, 1.0)
+        q, qd = self.q, self.qd
+        if self.cfg.nan_grad_fix and torch.is_grad_enabled():
+            for t in (q, qd, a):
+                if t.requires_grad:
+                    t.register_hook(self._nan_to_zero_hook)
+        joint_force, muscle_force = self.actuation(a)
+        q, qd = control_step(self.sim, q, qd, joint_force, muscle_force)
+        self.progress = self.progress + 1
+        obs = self.observe(q, qd, a)
+        reward = self.reward(self.obs if self.cfg.reward_timing == "pre" else obs, a)
+        invalid = ~(torch.isfinite(q).all(1) & torch.isfinite(qd).all(1))
+        invalid |= (q.abs() > 1e6).any(1) | (qd.abs() > 1e6).any(1)
+        reward = torch.where(invalid, torch.zeros_like(reward), reward)
+        terminated = invalid.clone()
+        if self.cfg.early_termination:
+            terminated |= obs[:, 0] < self.termination_height
+        truncated = self.progress >= self.cfg.episode_length
+        info = {
+            "obs_before_reset": obs.to(self.obs_dtype),
+            "invalid": invalid,
+            "primal": obs[:, 5].detach().to(self.obs_dtype),
+        }
+        done = terminated | truncated
+        self.last_action = a
+        if bool(done.any()):
+            start_q, start_qd = self._start_states(int(done.sum()))
+            rows = done.nonzero().squeeze(1)
+            q = q.index_put((rows,), start_q)
+            qd = qd.index_put((rows,), start_qd)
+            self.last_action = a.index_put((rows,), torch.zeros_like(start_qd[:, : self.act_dim]))
+            self.progress = torch.where(done, torch.zeros_like(self.progress), self.progress)
+            obs = self.observe(q, qd, self.last_action)
+        self.q, self.qd, self.obs = q, qd, obs
+        return obs.to(self.obs_dtype), reward.to(self.obs_dtype), terminated, truncated, info
