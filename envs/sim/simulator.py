@@ -296,8 +296,9 @@ class Simulator:
         muscle_force: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One control step without recording; returns new (q, qd) tensors."""
-        wq, wqd, wact = wp.from_torch(q), wp.from_torch(qd), wp.from_torch(actuation)
-        wmf = wp.from_torch(muscle_force) if muscle_force is not None and muscle_force.numel() else None
+        wq, wqd, wact = (wp.from_torch(t.detach().contiguous()) for t in (q, qd, actuation))
+        has_muscles = muscle_force is not None and muscle_force.numel() > 0
+        wmf = wp.from_torch(muscle_force.detach().contiguous()) if has_muscles else None
         for s in range(self.substeps):
             buf = self._scratch[s % 2]
             self._substep(wq, wqd, wact, wmf, buf, self._scratch_mass, s % self.refresh_every == 0, None)
