@@ -176,7 +176,7 @@ def published_config(variant: str, env_name: str) -> tuple[SHACConfig, int]:
     return replace(base, **changes), num_envs
 
 
-class NonFiniteGradientError(RuntimeError):
+class NonFiniteGradientError(FloatingPointError):
     """Too many consecutive SHAC windows produced a nan/inf actor gradient."""
 
 
@@ -359,7 +359,7 @@ class SHAC:
                     f"{self.config.max_nonfinite_windows})"
                 )
         return {
-            "actor_loss": float(loss),
+            "actor_loss": float(loss.detach()),
             "actor_grad_norm": norm_before,
             "actor_grad_norm_clipped": norm_after,
             "nonfinite_actor_grad": float(not finite),
@@ -421,6 +421,7 @@ class SHAC:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` output (tensors may be on the CPU; they are moved to the device)."""
         self.actor.load_state_dict(state["actor"])
         self.critic.load_state_dict(state["critic"])
         if self.target_critic is not None:
@@ -436,8 +437,8 @@ class SHAC:
         self.consecutive_nonfinite = state["consecutive_nonfinite"]
         self.nonfinite_actor_windows = state["nonfinite_totals"]["nonfinite_actor_windows"]
         self.nonfinite_critic_steps = state["nonfinite_totals"]["nonfinite_critic_steps"]
-        self.episode_return = state["episode_return"].clone()
-        self.episode_length = state["episode_length"].clone()
+        self.episode_return = state["episode_return"].to(self.device)
+        self.episode_length = state["episode_length"].to(self.device)
         self.recent_returns = deque(state["recent_returns"], maxlen=RECENT_EPISODES)
         self.recent_lengths = deque(state["recent_lengths"], maxlen=RECENT_EPISODES)
         self.env.load_state_dict(state["env"])

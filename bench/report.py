@@ -28,7 +28,7 @@ import pandas as pd
 
 from bench import plotting, stats
 from bench.plotting import write_file
-from bench.rundir import find_runs, read_eval, read_summary
+from bench.rundir import CONFIG, find_runs, read_eval, read_json, read_summary
 
 TIDY_COLUMNS = (
     "algo",
@@ -70,7 +70,7 @@ class ReportOptions:
     tau: tuple[float, float] | None = None
     task_bootstrap: bool = False
     formats: tuple[str, ...] = ("pdf", "png")
-    write_run_data: bool = True
+    write_run_data: bool = True  # runs.csv / runs.parquet, scores.csv, curves.csv (per-run or per-point data)
     data_label: str = "mean return of the deterministic evaluation episodes (return_mean)"
     source: str = ""
     notes: list[str] = field(default_factory=list)
@@ -90,22 +90,14 @@ def load_runs(results_dir: str | Path, include_incomplete: bool = False) -> tupl
     root = Path(results_dir)
     frames, rows = [], []
     for run_dir in find_runs(root):
-        rel = str(run_dir.relative_to(root))
+        row = {"run": str(run_dir.relative_to(root)), "algo": None, "env": None, "seed": None, "n_evals": 0}
         try:
+            config = read_json(run_dir / CONFIG)
+            row.update(algo=str(config["algo"]), env=str(config["env"]), seed=int(config["seed"]))
             ev = read_eval(run_dir)
             summary = read_summary(run_dir)
-        except (OSError, ValueError, KeyError, pd.errors.ParserError) as exc:
-            rows.append(
-                {
-                    "run": rel,
-                    "algo": None,
-                    "env": None,
-                    "seed": None,
-                    "status": f"unreadable ({exc})",
-                    "n_evals": 0,
-                    "used": False,
-                }
-            )
+        except (OSError, ValueError, KeyError, TypeError, pd.errors.ParserError) as exc:
+            rows.append({**row, "status": f"unreadable ({type(exc).__name__}: {exc})", "used": False})
             continue
         if ev.empty:
             status = "no-evaluations"
@@ -116,20 +108,11 @@ def load_runs(results_dir: str | Path, include_incomplete: bool = False) -> tupl
         else:
             status = "complete"
         used = status == "complete" or (include_incomplete and not ev.empty)
-        rows.append(
-            {
-                "run": rel,
-                "algo": ev["algo"].iloc[0] if len(ev) else None,
-                "env": ev["env"].iloc[0] if len(ev) else None,
-                "seed": ev["seed"].iloc[0] if len(ev) else None,
-                "status": status,
-                "n_evals": len(ev),
-                "used": used,
-            }
-        )
+        rows.append({**row, "status": status, "n_evals": len(ev), "used": used})
         if used:
-            frames.append(ev.assign(run=rel))
+            frames.append(ev.assign(run=row["run"]))
     runs = pd.DataFrame(rows, columns=["run", "algo", "env", "seed", "status", "n_evals", "used"])
+    runs["seed"] = runs["seed"].astype("Int64")
     if not frames:
         return pd.DataFrame(columns=list(TIDY_COLUMNS)), runs
     ev = pd.concat(frames, ignore_index=True)
@@ -331,8 +314,10 @@ def _kw(options: ReportOptions) -> dict[str, Any]:
 
 def analyse(table: pd.DataFrame, scores: pd.DataFrame, scheme: str, options: ReportOptions) -> Analysis:
     """Per-env and aggregate intervals, POI, profiles and curves of a tidy table and its run scores."""
+    known = list(plotting.ALGO_COLORS)  # spec order: PWM, SHAC, PPO, SAC, TD-MPC2, AHAC, BPTT, then others
     algos = sorted(
-        table["algo"].unique(), key=lambda a: (plotting.algo_key(a) not in plotting.ALGO_COLORS, a)
+        table["algo"].unique(),
+        key=lambda a: (known.index(plotting.algo_key(a)) if plotting.algo_key(a) in known else len(known), a),
     )
     envs = sorted(table["env"].unique())
     notes: list[str] = []
@@ -641,7 +626,7 @@ def make_report(
         )
     written.append(_write_csv(out / "aggregate.csv", _interval_rows(an, options, scheme)))
     curve_rows = _curve_rows(an)
-    if not curve_rows.empty:
+    if options.write_run_data and not curve_rows.empty:
         written.append(_write_csv(out / "curves.csv", curve_rows))
     written.append(write_file(out / "table.tex", latex_table(an, options, runs_per_cell).encode()))
     written += _figures(an, options, out)

@@ -60,7 +60,7 @@ def test_truncation_resets_and_reports_the_final_observation():
     env = envs.make("ant", num_envs=2, episode_length=5, early_termination=False)
     env.reset()
     with torch.no_grad():
-        for t in range(5):
+        for _ in range(5):
             obs, reward, terminated, truncated, info = env.step(torch.zeros(2, 8))
     assert truncated.all() and not terminated.any()
     assert not torch.equal(obs, info["obs_before_reset"])
@@ -102,7 +102,7 @@ def test_state_dict_round_trip_continues_identically():
         first = [env.step(torch.full((2, 8), -0.2))[0] for _ in range(3)]
         env.load_state_dict(state)
         second = [env.step(torch.full((2, 8), -0.2))[0] for _ in range(3)]
-    assert all(torch.equal(a, b) for a, b in zip(first, second))
+    assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
 
 
 @pytest.mark.parametrize(

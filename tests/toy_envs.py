@@ -102,9 +102,9 @@ class PointMassEnv:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.pos = state["pos"].clone()
-        self.vel = state["vel"].clone()
-        self.progress = state["progress"].clone()
+        self.pos = state["pos"].to(self.device)
+        self.vel = state["vel"].to(self.device)
+        self.progress = state["progress"].to(self.device)
         self.steps_taken = state["steps_taken"]
         self.generator.set_state(state["generator"])
 
