@@ -106,6 +106,8 @@ class Simulator:
         self._scratch = [SubstepBuffers.allocate(model, num_envs, False) for _ in range(2)]
         self._scratch_mass = MassMatrixBuffers.allocate(model, num_envs, False)
         self._taped: list[SubstepBuffers] | None = None
+        self._inputs: SubstepBuffers | None = None
+        self._tape: wp.Tape | None = None
 
     # -- one substep ------------------------------------------------------------------------------
     def _substep(
@@ -118,9 +120,21 @@ class Simulator:
         mass: MassMatrixBuffers,
         refresh: bool,
         tape: wp.Tape | None,
+        plan: list | None = None,
     ) -> None:
+        """Run one substep, or with ``plan`` given, append its operations there without running them."""
         m, n, dev = self.model, self.num_envs, self.model.device
-        wp.launch(
+        record = plan is not None
+
+        def launch(kernel, **kwargs):
+            cmd = wp.launch(kernel, record_cmd=record, **kwargs)
+            if record:
+                plan.append(cmd.launch)
+
+        def zero(array):
+            plan.append(array.zero_) if record else array.zero_()
+
+        launch(
             kernels.link_dynamics,
             dim=n,
             inputs=[
@@ -140,11 +154,10 @@ class Simulator:
                 qd,
             ],
             outputs=[buf.body_X, buf.body_V, buf.body_A, buf.body_h, buf.body_J, buf.body_f, buf.joint_S],
-            device=dev,
         )
-        buf.body_fext.zero_()
+        zero(buf.body_fext)
         if m.num_contacts:
-            wp.launch(
+            launch(
                 kernels.ground_contact,
                 dim=(n, m.num_contacts),
                 inputs=[
@@ -157,10 +170,9 @@ class Simulator:
                     buf.body_V,
                 ],
                 outputs=[buf.body_fext],
-                device=dev,
             )
         if m.num_segments:
-            wp.launch(
+            launch(
                 kernels.muscle_forces,
                 dim=(n, m.num_segments),
                 inputs=[
@@ -173,10 +185,9 @@ class Simulator:
                     buf.body_X,
                 ],
                 outputs=[buf.body_fext],
-                device=dev,
             )
-        buf.body_F_children.zero_()
-        wp.launch(
+        zero(buf.body_F_children)
+        launch(
             kernels.joint_forces,
             dim=n,
             inputs=[
@@ -200,13 +211,12 @@ class Simulator:
                 buf.joint_S,
             ],
             outputs=[buf.body_F_children, buf.tau],
-            device=dev,
         )
         if refresh:
-            mass.children_m.zero_()
-            mass.children_h.zero_()
-            mass.children_J.zero_()
-            wp.launch(
+            zero(mass.children_m)
+            zero(mass.children_h)
+            zero(mass.children_J)
+            launch(
                 kernels.mass_matrix,
                 dim=n,
                 inputs=[
@@ -221,22 +231,19 @@ class Simulator:
                     buf.joint_S,
                 ],
                 outputs=[mass.children_m, mass.children_h, mass.children_J, mass.H],
-                device=dev,
             )
-            wp.launch(
+            launch(
                 linalg.cholesky,
                 dim=n,
                 inputs=[m.nv, mass.H, m.dof_armature],
                 outputs=[mass.L],
-                device=dev,
                 record_tape=False,
             )
-        wp.launch(
+        launch(
             linalg.solve,
             dim=n,
             inputs=[m.nv, mass.L, buf.tau],
             outputs=[buf.qdd],
-            device=dev,
             record_tape=False,
         )
         if tape is not None:
@@ -251,12 +258,11 @@ class Simulator:
                 )
 
             tape.record_func(backward=solve_backward, arrays=[buf.qdd, buf.tau, mass.H])
-        wp.launch(
+        launch(
             kernels.integrate,
             dim=n,
             inputs=[m.link_type, m.link_q_start, m.link_qd_start, m.num_links, self.h, q, qd, buf.qdd],
             outputs=[buf.q, buf.qd],
-            device=dev,
         )
 
     def link_transforms(self, q: torch.Tensor) -> torch.Tensor:
@@ -295,15 +301,52 @@ class Simulator:
         actuation: torch.Tensor,
         muscle_force: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One control step without recording; returns new (q, qd) tensors."""
-        wq, wqd, wact = (wp.from_torch(t.detach().contiguous()) for t in (q, qd, actuation))
-        has_muscles = muscle_force is not None and muscle_force.numel() > 0
-        wmf = wp.from_torch(muscle_force.detach().contiguous()) if has_muscles else None
+        """One control step without recording; returns new (q, qd) tensors.
+
+        Inputs are copied into fixed buffers so each substep replays prebuilt Warp launches
+        (packing kernel arguments in Python costs more than the kernels at small N).
+        """
+        if self._inputs is None:
+            self._inputs = SubstepBuffers.allocate(self.model, self.num_envs, False)
+            self._input_act = _zeros((self.num_envs, self.model.nv), wp.float64, self.model.device, False)
+            self._input_mf = _zeros(
+                (self.num_envs, max(self.model.muscle_count, 1)), wp.float64, self.model.device, False
+            )
+            self._plans = {}
+        wp.to_torch(self._inputs.q).copy_(q.detach())
+        wp.to_torch(self._inputs.qd).copy_(qd.detach())
+        wp.to_torch(self._input_act).copy_(actuation.detach())
+        if muscle_force is not None and muscle_force.numel():
+            wp.to_torch(self._input_mf).copy_(muscle_force.detach())
         for s in range(self.substeps):
-            buf = self._scratch[s % 2]
-            self._substep(wq, wqd, wact, wmf, buf, self._scratch_mass, s % self.refresh_every == 0, None)
+            key = (s == 0, s % 2, s % self.refresh_every == 0)
+            plan = self._plans.get(key)
+            if plan is None:
+                source = self._inputs if s == 0 else self._scratch[(s - 1) % 2]
+                plan = self._plans[key] = []
+                self._substep(
+                    source.q,
+                    source.qd,
+                    self._input_act,
+                    self._input_mf,
+                    self._scratch[s % 2],
+                    self._scratch_mass,
+                    key[2],
+                    None,
+                    plan,
+                )
+            for op in plan:
+                op()
+        out = self._scratch[(self.substeps - 1) % 2]
+        return wp.to_torch(out.q).clone(), wp.to_torch(out.qd).clone()
+
+    def _run_taped(self, tape: wp.Tape | None, plan: list | None) -> None:
+        wq, wqd = self._taped_in.q, self._taped_in.qd
+        for s, buf in enumerate(self._taped):
+            mass = self._taped_mass[s // self.refresh_every]
+            refresh = s % self.refresh_every == 0
+            self._substep(wq, wqd, self._taped_act, self._taped_mf, buf, mass, refresh, tape, plan)
             wq, wqd = buf.q, buf.qd
-        return wp.to_torch(wq).clone(), wp.to_torch(wqd).clone()
 
     def backward(
         self,
@@ -327,25 +370,27 @@ class Simulator:
             self._taped_grads = [a.grad for s in sets for a in vars(s).values() if a.requires_grad]
             self._taped_grads += [self._taped_act.grad, self._taped_mf.grad]
         start = self._taped_in
-        wp.copy(start.q, wp.from_torch(q.detach().contiguous()))
-        wp.copy(start.qd, wp.from_torch(qd.detach().contiguous()))
-        wp.copy(self._taped_act, wp.from_torch(actuation.detach().contiguous()))
+        wp.to_torch(start.q).copy_(q.detach())
+        wp.to_torch(start.qd).copy_(qd.detach())
+        wp.to_torch(self._taped_act).copy_(actuation.detach())
         has_muscles = model.num_segments > 0 and muscle_force is not None
         if has_muscles:
-            wp.copy(self._taped_mf, wp.from_torch(muscle_force.detach().contiguous()))
-        tape = wp.Tape()
-        with tape:
-            wq, wqd = start.q, start.qd
-            for s, buf in enumerate(self._taped):
-                mass = self._taped_mass[s // self.refresh_every]
-                refresh = s % self.refresh_every == 0
-                self._substep(wq, wqd, self._taped_act, self._taped_mf, buf, mass, refresh, tape)
-                wq, wqd = buf.q, buf.qd
+            wp.to_torch(self._taped_mf).copy_(muscle_force.detach())
+        if self._tape is None:
+            # Record the substeps once on fixed buffers; later calls replay the same launches.
+            self._tape, self._taped_plan = wp.Tape(), []
+            with self._tape:
+                self._run_taped(self._tape, None)
+            self._run_taped(None, self._taped_plan)
+        else:
+            for op in self._taped_plan:
+                op()
+        wq, wqd = self._taped[-1].q, self._taped[-1].qd
         for g in self._taped_grads:
             g.zero_()
         wp.copy(wq.grad, wp.from_torch(adj_q_out.detach().to(torch.float64).contiguous()))
         wp.copy(wqd.grad, wp.from_torch(adj_qd_out.detach().to(torch.float64).contiguous()))
-        tape.backward()
+        self._tape.backward()
         adj_q = wp.to_torch(start.q.grad).clone()
         adj_qd = wp.to_torch(start.qd.grad).clone()
         adj_act = wp.to_torch(self._taped_act.grad).clone()
