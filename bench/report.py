@@ -42,8 +42,8 @@ TIDY_COLUMNS = (
     "normalized",
 )
 PROTOCOLS = {
-    "final": "final: each run's last evaluation (the final policy at the budget)",
-    "best": "best-over-training (optimistic): each run's value where its method's IQM curve peaks",
+    "final": "final: each run's last logged score (the final policy at the end of its budget)",
+    "best": "best-over-training (optimistic): each run's value where its method's IQM curve on the env peaks",
 }
 NORMALIZATIONS = ("auto", "none", "minmax", "ppo_max")
 CURVE_AXES = {"env_steps": "env_steps", "wall_clock": "train_time_s"}
@@ -257,15 +257,32 @@ def run_scores(table: pd.DataFrame, protocol: str, n_points: int = 200) -> pd.Da
         xcol = _protocol_axis(group)
         if xcol == "row":
             group = group.assign(row=group.groupby("run").cumcount().astype(float))
-        x, ys, ids = align(group.assign(score=group["return"]), xcol, n_points)
-        _, sc, _ = align(group, xcol, n_points)
+        valid = group[np.isfinite(group["score"])]  # same rows for both: same grid, same run order
+        x, sc, ids = align(valid, xcol, n_points)
+        _, ys, _ = align(valid.assign(score=valid["return"]), xcol, n_points)
+        # Peak of the IQM curve over points where every run has a value (no survivor bias); runs that do not
+        # overlap at all fall back to points with at least half of the runs.
         present = np.isfinite(sc).sum(axis=0)
-        ok = present >= max(1, math.ceil(len(ids) / 2))
+        ok = present == len(ids)
+        if not ok.any():
+            ok = present >= max(1, math.ceil(len(ids) / 2))
         iqm = np.full(x.shape, -np.inf)
         for e in np.flatnonzero(ok):
             col = sc[:, e][np.isfinite(sc[:, e])]
             iqm[e] = stats.iqm(col)
-        peak = int(np.argmax(iqm))
+        peak = int(np.argmax(iqm)) if iqm.size else 0
+        for run in sorted(set(seeds.index) - set(ids)):  # no finite score anywhere: excluded and counted
+            rows.append(
+                {
+                    "algo": algo,
+                    "env": env,
+                    "seed": int(seeds[run]),
+                    "run": run,
+                    "env_steps": np.nan,
+                    "return": np.nan,
+                    "score": np.nan,
+                }
+            )
         for i, run in enumerate(ids):
             rows.append(
                 {
@@ -881,6 +898,8 @@ def print_summary(result: dict[str, Any], out: Path) -> None:
         print(line)
     for note in result["notes"]:
         print(f"note: {note}")
+    for cell, n in result["excluded_runs"].items():
+        print(f"excluded: {cell}: {n} run(s) without a score under the {result['protocol']} protocol")
     for metric, row in result["aggregate"].items():
         for algo, iv in row.items():
             print(
@@ -894,14 +913,32 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``bench.report`` argument parser."""
     parser = argparse.ArgumentParser(
         prog="python -m bench.report",
-        description="Aggregate warpbench runs into statistics, figures and tables. Reads every run directory "
-        "(a folder with config.json) below RESULTS_DIR; a run's score at an evaluation point is "
-        "eval.csv's return_mean. Runs without summary.json status 'complete' are listed and left "
-        "out unless --include-incomplete. Writes to --out: curves_env_steps / curves_wall_clock "
-        "(IQM + band per env vs env steps and training wall-clock), aggregate (IQM/mean/optimality "
-        "gap intervals), profiles, poi (probability of improvement), each as PDF and PNG; table.tex "
-        "(booktabs); runs.csv (tidy table), scores.csv (one score per run), aggregate.csv, "
-        "curves.csv; stats.json (method, resamples, seed, runs per env, coverage).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="""\
+Aggregate warpbench runs into statistics, figures and tables.
+
+Reads every run directory (a folder with config.json) below RESULTS_DIR; a run's score at an
+evaluation point is eval.csv's return_mean, and wall-clock curves use train_time_s (training time
+without evaluation). Runs whose summary.json is missing or not "complete" are listed and left out
+unless --include-incomplete; missing (algo, env, seed) cells are listed too.
+
+Writes to --out (PDF and PNG for every figure, written atomically):
+  curves_env_steps, curves_wall_clock  IQM learning curve with a 95% band, one panel per env
+  aggregate     IQM / mean / optimality-gap intervals (bar = CI, solid tick = estimate,
+                dashed tick = mean)
+  profiles      performance profiles with bands;   poi   probability-of-improvement matrix
+  table.tex     booktabs table, cells "IQM [lo, hi]"
+  runs.csv      tidy table: algo, env, seed, run, env_steps, wall_time_s, train_time_s, return,
+                normalized, protocol (runs.parquet too when pyarrow is installed)
+  scores.csv    one score per run under --protocol;  aggregate.csv, curves.csv  the estimates
+  stats.json    method, resamples, confidence level, seed, runs per env, coverage, notes""",
+        epilog="""\
+examples:
+  python -m bench.report runs/ --out figures/
+  python -m bench.report runs/ --out figures/ --normalize minmax --reference refs.json --resamples 50000
+  python -m bench.report runs/ --out figures/best --protocol best      # optimistic, labelled
+
+exit status: 0 on success; 2 for bad arguments or a RESULTS_DIR without usable runs.""",
     )
     parser.add_argument(
         "results_dir",

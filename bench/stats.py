@@ -68,12 +68,13 @@ _MAX_BATCH_ELEMENTS = 4_000_000
 def task_samples(scores: ArrayLike) -> tuple[list[np.ndarray], int]:
     """Split ``scores`` into one 1-D array of finite run scores per task and count excluded entries.
 
-    Accepts a 2-D ``[runs, tasks]`` array or a sequence of per-task 1-D arrays. Raises ValueError when there
-    are no tasks or a task has no finite score.
+    Accepts a list or tuple of per-task 1-D arrays (ragged allowed), or anything ``numpy.asarray`` turns into
+    a 2-D ``[runs, tasks]`` array (a 1-D array is one task). Raises ValueError when there are no tasks or a
+    task has no finite score.
     """
-    if isinstance(scores, np.ndarray) or (
-        isinstance(scores, Sequence) and len(scores) > 0 and np.isscalar(scores[0])
-    ):
+    if isinstance(scores, (list, tuple)) and len(scores) > 0 and not np.isscalar(scores[0]):
+        columns = [np.asarray(c, dtype=float).ravel() for c in scores]
+    else:
         arr = np.asarray(scores, dtype=float)
         if arr.ndim == 1:
             arr = arr[:, None]
@@ -82,8 +83,6 @@ def task_samples(scores: ArrayLike) -> tuple[list[np.ndarray], int]:
                 f"scores must be [runs, tasks] or a list of per-task arrays, got shape {arr.shape}"
             )
         columns = [arr[:, t] for t in range(arr.shape[1])]
-    else:
-        columns = [np.asarray(c, dtype=float).ravel() for c in scores]
     if not columns:
         raise ValueError("scores has no tasks")
     samples, excluded = [], 0

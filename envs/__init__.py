@@ -18,9 +18,11 @@ from envs.gym_adapter import register_gym_ids
 from envs.registry import make, names, register
 from envs.tasks.ant import Ant
 from envs.tasks.humanoid import Humanoid
+from envs.tasks.snu_humanoid import SnuHumanoid
 
 register("ant", Ant)
 register("humanoid", Humanoid)
+register("snu_humanoid", SnuHumanoid)
 register_gym_ids()
 
 __all__ = ["make", "names", "register"]

@@ -308,7 +308,7 @@ class LocomotionEnv:
             rows = done.nonzero().squeeze(1)
             q = q.index_put((rows,), start_q)
             qd = qd.index_put((rows,), start_qd)
-            self.last_action = a.index_put((rows,), torch.zeros_like(start_qd[:, : self.act_dim]))
+            self.last_action = a.index_put((rows,), a.new_zeros(len(rows), self.act_dim))
             self.progress = torch.where(done, torch.zeros_like(self.progress), self.progress)
             obs = self.observe(q, qd, self.last_action)
         self.q, self.qd, self.obs = q, qd, obs

@@ -1,0 +1,192 @@
+"""Throughput and memory of the envs: ``python -m bench.perf`` (evaluation spec §9).
+
+For each env: forward env-steps/s (no recording), forward+backward env-steps/s (a taped window of
+``horizon`` steps, backward from the summed reward), and MuJoCo's own C ``mj_step`` on the same model
+at the same substep as a reference line (single-threaded, ground contact on, reported per control
+step). Medians over repeats after one warm-up window, with the 5th-percentile (slow-tail) throughput.
+One env-step = one control step (1/60 s) of one env.
+
+    python -m bench.perf --env ant humanoid --num-envs 64 --horizon 32 --out results/perf/perf_cpu.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import mujoco
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+import envs
+from bench.provenance import device_info, git_state, package_versions
+from bench.rundir import atomic_write_bytes
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _peak_memory_mib(device: torch.device) -> float:
+    if device.type == "cuda":
+        import warp as wp
+
+        return wp.get_mempool_used_mem_high(f"cuda:{device.index or 0}") / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def _window(env: Any, horizon: int, generator: torch.Generator, backward: bool) -> float:
+    """Run one window of ``horizon`` steps; returns its wall time in seconds."""
+    actions = (torch.rand(horizon, env.num_envs, env.act_dim, generator=generator) * 2 - 1).to(env.device)
+    _sync(env.device)
+    start = time.perf_counter()
+    if backward:
+        env.detach_state()
+        actions.requires_grad_(True)
+        total = sum(env.step(actions[t])[1].sum() for t in range(horizon))
+        total.backward()
+    else:
+        with torch.no_grad():
+            for t in range(horizon):
+                env.step(actions[t])
+    _sync(env.device)
+    return time.perf_counter() - start
+
+
+def _summary(times: list[float], steps: int) -> tuple[float, float]:
+    rates = steps / np.asarray(times)
+    return float(np.median(rates)), float(np.percentile(rates, 5))
+
+
+def mujoco_reference(env: Any, steps: int, repeats: int) -> tuple[float, float]:
+    """MuJoCo's mj_step env-steps/s on the env's model (ground contact on, same substep)."""
+    m = env.model.mjmodel.__copy__()
+    substeps = env.model.params.substeps
+    m.opt.timestep = env.model.params.control_dt / substeps
+    m.geom_contype[m.geom_bodyid > 0] = 1  # bodies collide with the ground plane, not with each other
+    d = mujoco.MjData(m)
+    mujoco.mj_resetData(m, d)
+    d.qpos[:] = env.start_q.cpu().numpy()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(steps * substeps):
+            mujoco.mj_step(m, d)
+        times.append(time.perf_counter() - start)
+    return _summary(times, steps)
+
+
+def measure(
+    env_name: str, num_envs: int, horizon: int, device: str, repeats: int, seed: int = 0
+) -> list[dict]:
+    """Benchmark one env; returns tidy rows (one per mode)."""
+    env = envs.make(env_name, num_envs=num_envs, device=device, seed=seed)
+    generator = torch.Generator().manual_seed(seed)
+    rows = []
+    base = {
+        "env": env_name,
+        "device": device,
+        "num_envs": num_envs,
+        "horizon": horizon,
+        "substeps": env.model.params.substeps,
+        "repeats": repeats,
+    }
+    for mode, backward in (("forward", False), ("forward_backward", True)):
+        _window(env, horizon, generator, backward)  # warm-up: kernel compilation and buffer allocation
+        times = [_window(env, horizon, generator, backward) for _ in range(repeats)]
+        median, p5 = _summary(times, num_envs * horizon)
+        rows.append(
+            {
+                **base,
+                "mode": mode,
+                "env_steps_per_s": median,
+                "env_steps_per_s_p5": p5,
+                "peak_memory_mib": _peak_memory_mib(env.device),
+            }
+        )
+    median, p5 = mujoco_reference(env, horizon, repeats)
+    rows.append(
+        {
+            **base,
+            "num_envs": 1,
+            "mode": "mujoco_mj_step",
+            "env_steps_per_s": median,
+            "env_steps_per_s_p5": p5,
+            "peak_memory_mib": float("nan"),
+        }
+    )
+    return rows
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.perf",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--env", nargs="+", default=["ant"], choices=envs.names(), help="envs to measure")
+    parser.add_argument("--num-envs", type=int, default=64, help="parallel envs N")
+    parser.add_argument("--horizon", type=int, default=32, help="steps per measured window H")
+    parser.add_argument("--device", default="cpu", help="'cpu' or 'cuda[:i]'")
+    parser.add_argument("--repeats", type=int, default=5, help="measured windows per mode (median reported)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=None, help="CSV file to write (rows are also printed)")
+    args = parser.parse_args(argv)
+    if args.num_envs < 1 or args.horizon < 1 or args.repeats < 1:
+        parser.error("--num-envs, --horizon and --repeats must be >= 1")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error("--device cuda requested but no CUDA device is visible; use --device cpu")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(1)  # the Warp CPU kernels are single-threaded; measure one core
+    rows = []
+    for name in tqdm(args.env, desc="bench.perf", disable=not sys.stderr.isatty()):
+        rows += measure(name, args.num_envs, args.horizon, args.device, args.repeats, args.seed)
+    info = device_info(args.device)
+    hardware = info.get("gpu_model") or f"{info['cpu_model']} (1 core of {info['cpu_count']})"
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    versions = package_versions()
+    git = git_state()
+    for row in rows:
+        row.update(
+            hardware=hardware,
+            measured_at=stamp,
+            git_commit=git.get("commit", "unknown"),
+            **{f"version_{k}": v for k, v in versions.items()},
+        )
+    table = pd.DataFrame(rows)
+    shown = table[
+        [
+            "env",
+            "mode",
+            "device",
+            "num_envs",
+            "horizon",
+            "substeps",
+            "env_steps_per_s",
+            "env_steps_per_s_p5",
+            "peak_memory_mib",
+        ]
+    ]
+    print(f"hardware: {hardware}")
+    print(shown.to_string(index=False, float_format=lambda x: f"{x:,.0f}"))
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(args.out, table.to_csv(index=False).encode())
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
