@@ -73,7 +73,7 @@ def fit_critic(
             nonfinite_steps += int(zero_nonfinite_gradients(params))
             grad_norms.append(float(torch.nn.utils.clip_grad_norm_(params, grad_clip)))
             optimizer.step()
-            pass_losses.append(float(loss))
+            pass_losses.append(float(loss.detach()))
     return CriticFitStats(
         loss=sum(pass_losses) / max(len(pass_losses), 1),
         grad_norm=sum(grad_norms) / max(len(grad_norms), 1),

@@ -257,7 +257,9 @@ class SHAC:
         metrics = self._update_actor(window.pop("actor_loss"))
         metrics.update(self._update_critic(window))
         metrics.update(window["stats"])
-        metrics.update(actor_lr=actor_lr, critic_lr=critic_lr, actor_std_mean=float(self.actor.std().mean()))
+        metrics.update(
+            actor_lr=actor_lr, critic_lr=critic_lr, actor_std_mean=float(self.actor.std().detach().mean())
+        )
         if self.recent_returns:
             metrics["train_return"] = sum(self.recent_returns) / len(self.recent_returns)
             metrics["train_episode_length"] = sum(self.recent_lengths) / len(self.recent_lengths)

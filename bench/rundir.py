@@ -51,11 +51,18 @@ EPISODE_COLUMNS = ("env_steps", "episode", "return", "length", "terminated")
 
 
 def new_run_dir(root: str | Path, env: str, algo: str, seed: int) -> Path:
-    """Create and return ``root/<env>/<algo>/seed<seed>_<UTC timestamp>``."""
+    """Create and return ``root/<env>/<algo>/seed<seed>_<UTC timestamp>[_<n>]`` (never an existing one)."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    path = Path(root) / env / algo / f"seed{seed}_{stamp}"
-    path.mkdir(parents=True, exist_ok=False)
-    return path
+    parent = Path(root) / env / algo
+    parent.mkdir(parents=True, exist_ok=True)
+    for attempt in range(1000):  # two runs started in the same second get distinct suffixes
+        path = parent / (f"seed{seed}_{stamp}" + (f"_{attempt}" if attempt else ""))
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a new run directory under {parent}")
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

@@ -1,0 +1,537 @@
+"""The training harness behind ``python -m bench.run``: runs that are reproducible, resumable and honest.
+
+A run trains one algorithm on one env for the budget of its settings and writes a run directory
+(``bench.rundir``; evaluation spec §8). Library entry points, called by the CLI and by tests:
+
+- :func:`start_run`: resolve settings, build envs and trainer, create the run directory, train.
+- :func:`resume_run`: continue a run directory from ``checkpoints/latest.pt``.
+
+Protocol (evaluation spec §1): deterministic evaluation of the current policy on a separate env batch with
+its own seed stream, at the start, every ``run.eval_interval`` of the env-step budget and at the end; K envs,
+each run until its first episode ends. Training time excludes evaluation time.
+
+Robustness: a checkpoint (trainer, eval env, global RNGs, dataset writer) is written at every evaluation
+point and is exactly an iteration boundary, so resuming reproduces an uninterrupted run bit for bit on CPU.
+SIGINT/SIGTERM stop at the next iteration boundary, checkpoint, and exit 130/143 (a second Ctrl-C aborts
+at once, keeping the last checkpoint). A trainer's FloatingPointError (persistent nan/inf gradients) ends the
+run with status "failed", keeping the last good checkpoint.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import random
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+import envs
+from algos.dataset import DatasetWriter, EpisodeRecorder
+from bench import rundir
+from bench.presets import (
+    ALGORITHMS,
+    ConfigError,
+    Trainer,
+    apply_overrides,
+    env_overrides,
+    resolve_settings,
+    run_config,
+)
+from bench.provenance import provenance
+
+EXIT_FAILED = 1
+CHECKPOINT_VERSION = 1
+DATA_DIR = "data"
+ENV_STREAM, EVAL_STREAM, TRAINER_STREAM = 0, 1, 2
+STREAMS = {"train_env": ENV_STREAM, "eval_env": EVAL_STREAM, "trainer": TRAINER_STREAM}
+BEST_LABEL = "best-over-training: max over evaluation points of return_mean (optimistic, not the score)"
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    status: str
+    """complete, interrupted or failed."""
+    exit_code: int
+    """0 complete, 130 SIGINT / KeyboardInterrupt, 143 SIGTERM, 1 failed."""
+
+
+def stream_seed(seed: int, stream: int) -> int:
+    """An independent 32-bit seed for one random stream of a run (training env, eval env, trainer)."""
+    return int(np.random.SeedSequence([seed, stream]).generate_state(1)[0])
+
+
+@dataclass
+class EvalResult:
+    returns: np.ndarray
+    lengths: np.ndarray
+    terminated: np.ndarray
+    env_steps: int
+    """Env steps the evaluation consumed (all K envs, until the last first episode ended)."""
+
+
+@torch.no_grad()
+def evaluate(env: Any, policy: Callable[[torch.Tensor], torch.Tensor]) -> EvalResult:
+    """Reset ``env`` and run ``policy`` until every env has finished its first episode (undiscounted)."""
+    obs = env.reset()
+    returns = torch.zeros(env.num_envs, dtype=torch.float64, device=env.device)
+    lengths = torch.zeros(env.num_envs, dtype=torch.long, device=env.device)
+    finished = torch.zeros(env.num_envs, dtype=torch.bool, device=env.device)
+    terminated_first = torch.zeros_like(finished)
+    steps = 0
+    while steps < env.max_episode_steps and not bool(finished.all()):
+        obs, reward, terminated, truncated, _ = env.step(policy(obs))
+        steps += 1
+        active = ~finished
+        returns += torch.where(active, reward.double(), 0.0)
+        lengths += active.long()
+        terminated_first |= active & terminated
+        finished |= terminated | truncated
+    return EvalResult(
+        returns=returns.cpu().numpy(),
+        lengths=lengths.cpu().numpy(),
+        terminated=terminated_first.cpu().numpy(),
+        env_steps=steps * env.num_envs,
+    )
+
+
+def iqm(values: np.ndarray) -> float:
+    """Interquartile mean: drop int(0.25 n) values at each end of the sorted sample, average the rest."""
+    ordered = np.sort(np.asarray(values, dtype=np.float64))
+    cut = int(0.25 * len(ordered))
+    return float(ordered[cut : len(ordered) - cut].mean())
+
+
+class _Stop(Exception):
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextmanager
+def _stop_requests() -> Iterator[dict[str, int]]:
+    """Turn SIGINT/SIGTERM into a request to stop at the next iteration boundary (second Ctrl-C: now)."""
+    request: dict[str, int] = {}
+    if threading.current_thread() is not threading.main_thread():
+        yield request
+        return
+
+    def handler(signum: int, _frame: Any) -> None:
+        if "signum" in request and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        request["signum"] = signum
+        print(
+            f"\n{signal.Signals(signum).name}: stopping after this iteration (Ctrl-C again to abort now)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield request
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _format_duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
+def _make_env(config: dict[str, Any], num_envs: int, seed: int, device: str) -> Any:
+    try:
+        return envs.make(
+            config["env"], num_envs=num_envs, device=device, seed=seed, **env_overrides(config["settings"])
+        )
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"cannot make env {config['env']!r}: {error}") from error
+
+
+class _Session:
+    """One process's share of a run: envs, trainer, counters and the files it appends to."""
+
+    def __init__(self, config: dict[str, Any], device: str) -> None:
+        self.config = config
+        self.device = device
+        settings = config["settings"]
+        seed = config["seed"]
+        self.run = run_config(settings)
+        if self.run.torch_threads is not None:
+            torch.set_num_threads(self.run.torch_threads)
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        self.env = _make_env(config, settings["env"]["num_envs"], stream_seed(seed, ENV_STREAM), device)
+        self.eval_env = _make_env(config, self.run.eval_episodes, stream_seed(seed, EVAL_STREAM), device)
+        try:
+            self.trainer: Trainer = ALGORITHMS[config["algo"]].build(
+                self.env, settings["algo"], stream_seed(seed, TRAINER_STREAM)
+            )
+        except (ValueError, TypeError) as error:
+            raise ConfigError(f"invalid {config['algo']} settings: {error}") from error
+        self.recorder = EpisodeRecorder(self.env.num_envs) if config["save_data"] else None
+        self.trainer.recorder = self.recorder
+        self.writer: DatasetWriter | None = None
+        self.run_dir = Path()
+
+        self.budget_env_steps = self.trainer.max_iterations * self.trainer.env_steps_per_iteration
+        self.eval_every = max(1, round(self.run.eval_interval * self.budget_env_steps))
+        self.train_time_s = 0.0
+        self.eval_time_s = 0.0
+        self.eval_env_steps = 0
+        self.wall_offset_s = 0.0
+        self.session_start = time.perf_counter()
+        self.session_start_iteration = 0
+        self.checkpoint_iteration: int | None = None
+        self.best: dict[str, float] | None = None
+        self.last_eval: dict[str, float] | None = None
+
+    def env_info(self) -> dict[str, Any]:
+        return {
+            "obs_dim": self.env.obs_dim,
+            "act_dim": self.env.act_dim,
+            "max_episode_steps": self.env.max_episode_steps,
+            "num_envs": self.env.num_envs,
+            "eval_num_envs": self.eval_env.num_envs,
+        }
+
+    def open(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        if self.recorder is not None:
+            self.writer = DatasetWriter(
+                run_dir / DATA_DIR,
+                env=self.config["env"],
+                obs_dim=self.env.obs_dim,
+                act_dim=self.env.act_dim,
+                metadata={key: self.config[key] for key in ("algo", "variant", "seed", "settings")},
+            )
+
+    @property
+    def env_steps(self) -> int:
+        return self.trainer.iteration * self.trainer.env_steps_per_iteration
+
+    def wall_time_s(self) -> float:
+        return self.wall_offset_s + time.perf_counter() - self.session_start
+
+    # -- checkpoints ------------------------------------------------------------------------------------
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        return {
+            "version": CHECKPOINT_VERSION,
+            "iteration": self.trainer.iteration,
+            "env_steps": self.env_steps,
+            "trainer": self.trainer.state_dict(),
+            "eval_env": self.eval_env.state_dict(),
+            "recorder": self.recorder.state_dict() if self.recorder is not None else None,
+            "dataset": self.writer.state_dict() if self.writer is not None else None,
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "numpy": np.random.get_state(),
+                "python": random.getstate(),
+            },
+            "counters": {
+                "train_time_s": self.train_time_s,
+                "eval_time_s": self.eval_time_s,
+                "eval_env_steps": self.eval_env_steps,
+                "wall_time_s": self.wall_time_s(),
+                "best": self.best,
+                "last_eval": self.last_eval,
+            },
+        }
+
+    def save_checkpoint(self, names: tuple[str, ...] = ("latest.pt",)) -> None:
+        buffer = io.BytesIO()
+        torch.save(self.checkpoint_state(), buffer)
+        for name in names:
+            rundir.atomic_write_bytes(self.run_dir / rundir.CHECKPOINTS / name, buffer.getvalue())
+        self.checkpoint_iteration = self.trainer.iteration
+
+    def restore(self, state: dict[str, Any]) -> None:
+        if state["version"] != CHECKPOINT_VERSION:
+            raise ConfigError(f"checkpoint version {state['version']} is not {CHECKPOINT_VERSION}")
+        self.trainer.load_state_dict(state["trainer"])
+        self.eval_env.load_state_dict(state["eval_env"])
+        if self.recorder is not None:
+            self.recorder.load_state_dict(state["recorder"])
+        if self.writer is not None:
+            self.writer.load_state_dict(state["dataset"])
+        torch.set_rng_state(state["rng"]["torch"])
+        np.random.set_state(state["rng"]["numpy"])
+        random.setstate(state["rng"]["python"])
+        counters = state["counters"]
+        self.train_time_s = counters["train_time_s"]
+        self.eval_time_s = counters["eval_time_s"]
+        self.eval_env_steps = counters["eval_env_steps"]
+        self.wall_offset_s = counters["wall_time_s"]
+        self.best = counters["best"]
+        self.last_eval = counters["last_eval"]
+        self.session_start = time.perf_counter()
+        self.session_start_iteration = self.trainer.iteration
+        self.checkpoint_iteration = self.trainer.iteration
+
+    # -- logging ----------------------------------------------------------------------------------------
+
+    def log_iteration(self, metrics: dict[str, float], seconds: float) -> None:
+        metrics = {**metrics, "fps": self.trainer.env_steps_per_iteration / max(seconds, 1e-9)}
+        step, env_steps, wall = self.trainer.iteration, self.env_steps, self.wall_time_s()
+        rows = [
+            {"step": step, "env_steps": env_steps, "wall_time_s": wall, "metric": name, "value": value}
+            for name, value in metrics.items()
+        ]
+        rundir.append_rows(self.run_dir / rundir.TRAIN, rundir.TRAIN_COLUMNS, rows)
+
+    def evaluate(self) -> str:
+        """Evaluate, append eval.csv / eval_episodes.csv, return the console line."""
+        start = time.perf_counter()
+        result = evaluate(self.eval_env, lambda obs: self.trainer.act(obs, deterministic=True))
+        self.eval_time_s += time.perf_counter() - start
+        self.eval_env_steps += result.env_steps
+        env_steps = self.env_steps
+        returns = result.returns
+        row = {
+            "env_steps": env_steps,
+            "data_env_steps": 0,
+            "wall_time_s": self.wall_time_s(),
+            "train_time_s": self.train_time_s,
+            "eval_time_s": self.eval_time_s,
+            "eval_episodes": len(returns),
+            "return_mean": float(returns.mean()),
+            "return_std": float(returns.std(ddof=1)) if len(returns) > 1 else 0.0,
+            "return_iqm": iqm(returns),
+            "length_mean": float(result.lengths.mean()),
+        }
+        rundir.append_rows(self.run_dir / rundir.EVAL, rundir.EVAL_COLUMNS, [row])
+        episodes = [
+            {
+                "env_steps": env_steps,
+                "episode": i,
+                "return": float(r),
+                "length": int(n),
+                "terminated": bool(t),
+            }
+            for i, (r, n, t) in enumerate(zip(returns, result.lengths, result.terminated, strict=True))
+        ]
+        rundir.append_rows(self.run_dir / rundir.EVAL_EPISODES, rundir.EPISODE_COLUMNS, episodes)
+        self.last_eval = {k: row[k] for k in ("env_steps", "return_mean", "return_std", "return_iqm")}
+        if self.best is None or row["return_mean"] > self.best["return_mean"]:
+            self.best = {"env_steps": env_steps, "return_mean": row["return_mean"]}
+        return self.progress_line(row)
+
+    def progress_line(self, row: dict[str, Any]) -> str:
+        done = self.trainer.iteration - self.session_start_iteration
+        remaining = self.trainer.max_iterations - self.trainer.iteration
+        elapsed = time.perf_counter() - self.session_start
+        eta = elapsed / done * remaining if done else (0.0 if remaining == 0 else math.inf)
+        rate = self.env_steps / self.train_time_s if self.train_time_s > 0 else 0.0
+        return (
+            f"[{self.config['algo']} {self.config['env']} seed {self.config['seed']}] "
+            f"env-steps {self.env_steps:,}/{self.budget_env_steps:,} "
+            f"({100 * self.env_steps / self.budget_env_steps:.0f}%) | "
+            f"return {row['return_mean']:.1f} ± {row['return_std']:.1f} (IQM {row['return_iqm']:.1f}) | "
+            f"{rate:,.0f} steps/s | elapsed {_format_duration(self.wall_time_s())} | "
+            f"ETA {_format_duration(eta)}"
+        )
+
+    def write_summary(self, status: str, error: str | None) -> None:
+        complete = status == "complete"
+        summary = {
+            "status": status,
+            "error": error,
+            "algo": self.config["algo"],
+            "env": self.config["env"],
+            "seed": self.config["seed"],
+            "iterations": self.trainer.iteration,
+            "max_iterations": self.trainer.max_iterations,
+            "checkpoint_iteration": self.checkpoint_iteration,
+            "final_return": self.last_eval["return_mean"] if complete and self.last_eval else None,
+            "final_return_iqm": self.last_eval["return_iqm"] if complete and self.last_eval else None,
+            "last_eval": self.last_eval,
+            "best_return": {**self.best, "label": BEST_LABEL} if self.best else None,
+            "env_steps": {
+                "training": self.env_steps,
+                "data": 0,
+                "evaluation": self.eval_env_steps,
+                "budget": self.budget_env_steps,
+            },
+            "train_time_s": self.train_time_s,
+            "eval_time_s": self.eval_time_s,
+            "wall_time_s": self.wall_time_s(),
+            "throughput_env_steps_per_s": self.env_steps / self.train_time_s if self.train_time_s else None,
+            "nonfinite": self.trainer.nonfinite_totals(),
+            "dataset": None
+            if self.writer is None
+            else {k: self.writer.index[k] for k in ("num_episodes", "num_transitions")},
+        }
+        rundir.write_json(self.run_dir / rundir.SUMMARY, summary)
+
+    # -- the loop ---------------------------------------------------------------------------------------
+
+    def train(self, on_iteration: Callable[[int], None] | None, fresh: bool) -> RunResult:
+        status, exit_code, error = "complete", 0, None
+        at_boundary = not fresh
+        bar = tqdm(
+            total=self.trainer.max_iterations,
+            initial=self.trainer.iteration,
+            unit="it",
+            disable=not sys.stdout.isatty(),
+            leave=False,
+        )
+
+        def report(line: str) -> None:
+            (bar.write if not bar.disable else print)(line)
+            sys.stdout.flush()
+
+        try:
+            with _stop_requests() as stop:
+                if fresh:
+                    report(self.evaluate())
+                    self.save_checkpoint()
+                    at_boundary = True
+                while self.trainer.iteration < self.trainer.max_iterations:
+                    if "signum" in stop:
+                        raise _Stop(stop["signum"])
+                    at_boundary = False
+                    start = time.perf_counter()
+                    metrics = self.trainer.train_iteration()
+                    if self.writer is not None and self.recorder is not None:
+                        self.writer.write_chunk(self.recorder.pop_finished())
+                    seconds = time.perf_counter() - start
+                    self.train_time_s += seconds
+                    self.log_iteration(metrics, seconds)
+                    previous = self.env_steps - self.trainer.env_steps_per_iteration
+                    last = self.trainer.iteration == self.trainer.max_iterations
+                    if last or self.env_steps // self.eval_every > previous // self.eval_every:
+                        report(self.evaluate())
+                        self.save_checkpoint(("latest.pt", "final.pt") if last else ("latest.pt",))
+                    at_boundary = True
+                    bar.update(1)
+                    if on_iteration is not None:
+                        on_iteration(self.trainer.iteration)
+        except _Stop as stop_signal:
+            self.save_checkpoint()
+            status, exit_code = "interrupted", 128 + stop_signal.signum
+        except KeyboardInterrupt:
+            if at_boundary:
+                self.save_checkpoint()
+            status, exit_code = "interrupted", 128 + signal.SIGINT
+        except FloatingPointError as failure:
+            status, exit_code, error = "failed", EXIT_FAILED, str(failure)
+            print(f"run failed: {failure}; last good checkpoint kept", file=sys.stderr, flush=True)
+        except BaseException as failure:
+            self.write_summary("failed", f"{type(failure).__name__}: {failure}")
+            raise
+        finally:
+            bar.close()
+        self.write_summary(status, error)
+        if status == "interrupted":
+            if self.checkpoint_iteration is None:
+                hint = "no checkpoint was written"
+            else:
+                hint = f"continue from iteration {self.checkpoint_iteration} with --resume {self.run_dir}"
+            print(f"interrupted at iteration {self.trainer.iteration}; {hint}")
+        return RunResult(self.run_dir, status, exit_code)
+
+
+def start_run(
+    algo: str,
+    env: str,
+    *,
+    seed: int = 0,
+    preset: str = "paper",
+    variant: str | None = None,
+    overrides: tuple[str, ...] | list[str] = (),
+    device: str = "cpu",
+    out: str | Path = "runs",
+    save_data: bool = False,
+    argv: list[str] | None = None,
+    on_iteration: Callable[[int], None] | None = None,
+) -> RunResult:
+    """Resolve settings, build everything (ConfigError before any file is written), then train.
+
+    ``on_iteration(iteration)`` is called at every iteration boundary (tests use it to interrupt).
+    """
+    variant = variant or (ALGORITHMS[algo].default_variant if algo in ALGORITHMS else None)
+    settings = apply_overrides(resolve_settings(algo, env, preset, variant), overrides)
+    config: dict[str, Any] = {
+        "algo": algo,
+        "env": env,
+        "seed": seed,
+        "preset": preset,
+        "variant": variant,
+        "device": device,
+        "save_data": save_data,
+        "settings": settings,
+        "seeds": {name: stream_seed(seed, s) for name, s in STREAMS.items()},
+    }
+    session = _Session(config, device)
+    config.update(
+        budget_env_steps=session.budget_env_steps,
+        env_info=session.env_info(),
+        argv=list(sys.argv if argv is None else argv),
+        started_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        provenance=provenance(device),
+        resumes=[],
+    )
+    run_dir = rundir.new_run_dir(out, env, algo, seed)
+    rundir.write_json(run_dir / rundir.CONFIG, config)
+    print(f"run directory: {run_dir}")
+    session.open(run_dir)
+    return session.train(on_iteration, fresh=True)
+
+
+def resume_run(
+    run_dir: str | Path,
+    *,
+    device: str | None = None,
+    argv: list[str] | None = None,
+    on_iteration: Callable[[int], None] | None = None,
+) -> RunResult:
+    """Continue ``run_dir`` from ``checkpoints/latest.pt``; rows logged after that checkpoint are dropped."""
+    run_dir = Path(run_dir)
+    if not (run_dir / rundir.CONFIG).exists():
+        raise ConfigError(f"{run_dir} is not a run directory (no {rundir.CONFIG})")
+    config = rundir.read_json(run_dir / rundir.CONFIG)
+    summary = rundir.read_summary(run_dir)
+    if summary is not None and summary["status"] == "complete":
+        print(f"{run_dir} is already complete")
+        return RunResult(run_dir, "complete", 0)
+    checkpoint_path = run_dir / rundir.CHECKPOINTS / "latest.pt"
+    if not checkpoint_path.exists():
+        raise ConfigError(f"{run_dir} has no checkpoint to resume from ({checkpoint_path})")
+    device = device or config["device"]
+    session = _Session(config, device)
+    session.open(run_dir)
+    state = torch.load(io.BytesIO(checkpoint_path.read_bytes()), map_location="cpu", weights_only=False)
+    session.restore(state)
+    rundir.truncate_rows(run_dir / rundir.TRAIN, "step", state["iteration"])
+    rundir.truncate_rows(run_dir / rundir.EVAL, "env_steps", state["env_steps"])
+    rundir.truncate_rows(run_dir / rundir.EVAL_EPISODES, "env_steps", state["env_steps"])
+    (run_dir / rundir.SUMMARY).unlink(missing_ok=True)
+    config["resumes"].append(
+        {
+            "argv": list(sys.argv if argv is None else argv),
+            "from_iteration": state["iteration"],
+            "device": device,
+            "utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "provenance": provenance(device),
+        }
+    )
+    rundir.write_json(run_dir / rundir.CONFIG, config)
+    print(f"resuming {run_dir} at iteration {state['iteration']}")
+    return session.train(on_iteration, fresh=False)

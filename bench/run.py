@@ -1,0 +1,109 @@
+"""``python -m bench.run``: train one algorithm on one env into a run directory (logic in bench.harness)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import envs
+from bench.harness import resume_run, start_run
+from bench.presets import ALGORITHMS, PRESET_HELP, PRESETS, ConfigError
+
+EPILOG = """\
+presets:
+{presets}
+
+examples:
+  python -m bench.run --algo shac --env ant --seed 0 --preset cpu
+  python -m bench.run --algo shac --env ant --variant diffrl --set algo.actor_lr=1e-3 --set env.num_envs=32
+  python -m bench.run --algo shac --env ant --save-data --set env.early_termination=false
+  python -m bench.run --resume runs/ant/shac/seed0_20250101T000000Z
+
+exit codes: 0 complete, 1 failed (e.g. persistent nan/inf gradients), 2 invalid arguments,
+130 interrupted by Ctrl-C, 143 terminated by SIGTERM (both checkpoint first; continue with --resume).
+"""
+
+
+def build_parser(env_names: list[str]) -> argparse.ArgumentParser:
+    variants = sorted({v for entry in ALGORITHMS.values() for v in entry.variants})
+    presets = "\n".join(f"  {name:6s} {PRESET_HELP[name]}" for name in PRESETS)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run",
+        description="Train one algorithm on one env; writes runs/<env>/<algo>/seed<k>_<UTC time>/ "
+        "(config.json, train.csv, eval.csv, eval_episodes.csv, summary.json, checkpoints/).",
+        epilog=EPILOG.format(presets=presets),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--algo", choices=list(ALGORITHMS), help="algorithm (required unless --resume)")
+    parser.add_argument("--env", choices=env_names, help="registered env name (required unless --resume)")
+    parser.add_argument(
+        "--seed", type=int, help="run seed; env, eval env and trainer streams derive from it (0)"
+    )
+    parser.add_argument("--preset", choices=PRESETS, help="budget preset (default: paper; see below)")
+    parser.add_argument(
+        "--variant",
+        choices=variants,
+        help="published configuration of the algorithm; shac: pwm (FoRL/PWM, default) or diffrl (original)",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a resolved setting, repeatable; KEY is section.name (sections env, algo, run), "
+        "VALUE is parsed as JSON, else taken as a string; e.g. --set algo.horizon=16",
+    )
+    parser.add_argument(
+        "--device", help="torch/warp device, e.g. cpu or cuda:0 (default cpu; resume: as recorded)"
+    )
+    parser.add_argument("--out", help="root directory for new runs (default: runs)")
+    parser.add_argument(
+        "--save-data",
+        action="store_true",
+        help="record every training episode (obs, actions, rewards, terminated, truncated) under "
+        "RUN_DIR/data/ in the algos.dataset format",
+    )
+    parser.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue RUN_DIR from checkpoints/latest.pt with its recorded settings "
+        "(only --device may be given)",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(envs.names())
+    args = parser.parse_args(argv)
+    recorded_argv = ["python", "-m", "bench.run", *argv]
+    try:
+        if args.resume:
+            fixed = ("algo", "env", "seed", "preset", "variant", "out")
+            extra = [name for name in fixed if getattr(args, name) is not None]
+            if extra or args.overrides or args.save_data:
+                parser.error("--resume takes its settings from the run directory; only --device may be given")
+            result = resume_run(args.resume, device=args.device, argv=recorded_argv)
+        else:
+            if args.algo is None or args.env is None:
+                parser.error("--algo and --env are required (or --resume RUN_DIR)")
+            result = start_run(
+                args.algo,
+                args.env,
+                seed=0 if args.seed is None else args.seed,
+                preset=args.preset or "paper",
+                variant=args.variant,
+                overrides=args.overrides,
+                device=args.device or "cpu",
+                out=args.out or "runs",
+                save_data=args.save_data,
+                argv=recorded_argv,
+            )
+    except ConfigError as error:
+        parser.error(str(error))
+    return result.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,202 @@
+"""``python -m bench.run`` end to end on the toy env: files, resume to the bit, signals, failures, errors."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from algos.dataset import load_dataset
+from bench import rundir
+from bench.harness import resume_run, start_run
+from bench.run import main
+from tests.toy_envs import register_toy_env
+
+TOY = register_toy_env()
+SMOKE = ["--algo", "shac", "--env", TOY, "--preset", "smoke"]
+RESUME_SETTINGS = ["algo.max_epochs=6", "run.eval_interval=0.25", "env.early_termination=false"]
+
+
+@pytest.fixture(autouse=True)
+def restore_threads() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def only_run(out: Path) -> Path:
+    (run_dir,) = rundir.find_runs(out)
+    return run_dir
+
+
+def load_checkpoint(run_dir: Path, name: str = "latest.pt") -> dict:
+    data = (run_dir / rundir.CHECKPOINTS / name).read_bytes()
+    return torch.load(io.BytesIO(data), weights_only=False)
+
+
+def test_smoke_run_writes_the_run_directory(tmp_path: Path) -> None:
+    assert main([*SMOKE, "--seed", "3", "--out", str(tmp_path)]) == 0
+    run_dir = only_run(tmp_path)
+    assert run_dir.parent == tmp_path / TOY / "shac" and run_dir.name.startswith("seed3_")
+    config = rundir.read_json(run_dir / rundir.CONFIG)
+    assert (config["algo"], config["env"], config["seed"], config["variant"]) == ("shac", TOY, 3, "pwm")
+    assert config["settings"]["algo"]["horizon"] == 8 and config["settings"]["env"]["num_envs"] == 4
+    assert set(config["provenance"]["versions"]) >= {
+        "python",
+        "torch",
+        "warp-lang",
+        "mujoco",
+        "numpy",
+        "scipy",
+    }
+    assert {"commit", "dirty"} <= set(config["provenance"]["git"])
+    assert config["provenance"]["device"]["cpu_model"]
+
+    evals = rundir.read_eval(run_dir)
+    assert evals["env_steps"].tolist() == [0, 64, 128]  # start, every 50% (smoke), end
+    assert (evals["eval_episodes"] == 2).all() and evals["return_mean"].notna().all()
+    episodes = pd.read_csv(run_dir / rundir.EVAL_EPISODES)
+    assert list(episodes.columns) == list(rundir.EPISODE_COLUMNS) and len(episodes) == 6
+    train = pd.read_csv(run_dir / rundir.TRAIN)
+    assert list(train.columns) == list(rundir.TRAIN_COLUMNS)
+    assert train["step"].max() == 4
+    metrics = set(train["metric"])
+    expected = {
+        "actor_loss",
+        "critic_loss",
+        "actor_grad_norm",
+        "actor_grad_norm_clipped",
+        "fps",
+        "truncations",
+    }
+    assert expected | {"early_terminations", "nonfinite_actor_grad", "train_return"} <= metrics
+
+    summary = rundir.read_summary(run_dir)
+    assert summary["status"] == "complete" and summary["final_return"] == evals["return_mean"].iloc[-1]
+    assert summary["best_return"]["return_mean"] == evals["return_mean"].max()
+    assert "best-over-training" in summary["best_return"]["label"]
+    assert summary["env_steps"]["training"] == summary["env_steps"]["budget"] == 128
+    assert summary["nonfinite"] == {"nonfinite_actor_windows": 0, "nonfinite_critic_steps": 0}
+    assert load_checkpoint(run_dir, "final.pt")["iteration"] == 4
+
+
+def comparable(run_dir: Path) -> dict[str, pd.DataFrame]:
+    """Everything a run wrote except wall-clock quantities."""
+    train = pd.read_csv(run_dir / rundir.TRAIN).drop(columns="wall_time_s")
+    evals = pd.read_csv(run_dir / rundir.EVAL).drop(columns=["wall_time_s", "train_time_s", "eval_time_s"])
+    return {
+        "train": train[train["metric"] != "fps"].reset_index(drop=True),
+        "eval": evals,
+        "episodes": pd.read_csv(run_dir / rundir.EVAL_EPISODES),
+    }
+
+
+def test_interrupt_and_resume_equals_uninterrupted_run(tmp_path: Path) -> None:
+    def run(out: Path, **kwargs) -> Path:
+        start_run("shac", TOY, preset="smoke", overrides=RESUME_SETTINGS, save_data=True, out=out, **kwargs)
+        return only_run(out)
+
+    straight = run(tmp_path / "straight")
+
+    def interrupt(iteration: int) -> None:
+        if iteration == 3:
+            raise KeyboardInterrupt
+
+    resumed = run(tmp_path / "resumed", on_iteration=interrupt)
+    summary = rundir.read_summary(resumed)
+    assert summary["status"] == "interrupted" and summary["iterations"] == 3
+    assert load_checkpoint(resumed)["iteration"] == 3
+    assert not (resumed / rundir.CHECKPOINTS / "final.pt").exists()
+
+    assert main(["--resume", str(resumed)]) == 0
+    assert rundir.read_summary(resumed)["status"] == "complete"
+    assert rundir.read_json(resumed / rundir.CONFIG)["resumes"][0]["from_iteration"] == 3
+
+    expected, actual = load_checkpoint(straight, "final.pt"), load_checkpoint(resumed, "final.pt")
+    for part in ("actor", "critic"):
+        for name, tensor in expected["trainer"][part].items():
+            assert torch.equal(tensor, actual["trainer"][part][name]), (part, name)
+    assert expected["trainer"]["actor_optimizer"]["state"][0]["exp_avg_sq"].equal(
+        actual["trainer"]["actor_optimizer"]["state"][0]["exp_avg_sq"]
+    )
+    for name, table in comparable(straight).items():
+        pd.testing.assert_frame_equal(table, comparable(resumed)[name], check_exact=True, obj=name)
+
+    data_straight, data_resumed = load_dataset(straight / "data"), load_dataset(resumed / "data")
+    assert data_straight.num_episodes == 4 and (data_straight.episode_length == 32).all()  # no early stops
+    for field in ("obs", "action", "action_raw", "reward", "epoch", "episode_id"):
+        np.testing.assert_array_equal(getattr(data_straight, field), getattr(data_resumed, field))
+
+
+def test_sigterm_checkpoints_and_exits_143(tmp_path: Path) -> None:
+    def terminate(iteration: int) -> None:
+        if iteration == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    previous = signal.getsignal(signal.SIGTERM)
+    result = start_run("shac", TOY, preset="smoke", out=tmp_path, on_iteration=terminate)
+    assert signal.getsignal(signal.SIGTERM) is previous
+    assert (result.status, result.exit_code) == ("interrupted", 143)
+    assert load_checkpoint(result.run_dir)["iteration"] == 2
+    assert rundir.read_summary(result.run_dir)["status"] == "interrupted"
+    assert resume_run(result.run_dir).status == "complete"
+
+
+def test_persistent_nan_fails_and_keeps_last_good_checkpoint(tmp_path: Path, capsys) -> None:
+    overrides = ["--set", "env.nan_rewards_from=0", "--set", "algo.max_nonfinite_windows=2"]
+    assert main([*SMOKE, "--out", str(tmp_path), *overrides]) == 1
+    run_dir = only_run(tmp_path)
+    summary = rundir.read_summary(run_dir)
+    assert summary["status"] == "failed" and "2 consecutive windows" in summary["error"]
+    assert summary["nonfinite"]["nonfinite_actor_windows"] == 2
+    assert load_checkpoint(run_dir)["iteration"] == 0
+    train = pd.read_csv(run_dir / rundir.TRAIN)
+    assert train.loc[train["metric"] == "nonfinite_actor_grad", "value"].tolist() == [1.0]
+    assert "last good checkpoint kept" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--algo", "ppo", "--env", TOY], "choose from"),
+        (["--algo", "shac", "--env", "nope"], TOY),
+        ([*SMOKE[:4], "--preset", "huge"], "smoke"),
+        ([*SMOKE, "--set", "algo.nope=1"], "valid keys: algo.activation"),
+        ([*SMOKE, "--set", "algo.horizon=abc"], "algo.horizon expects a value like"),
+        ([*SMOKE, "--set", "env.bogus=1"], "valid: early_termination"),
+        ([*SMOKE, "--set", "horizon"], "section.key=value"),
+        (["--env", TOY], "--algo and --env are required"),
+        (["--resume", "somewhere", "--algo", "shac"], "only --device may be given"),
+    ],
+)
+def test_invalid_arguments_exit_2_with_choices(argv: list[str], message: str, tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--out", str(tmp_path)] if "--resume" not in argv else argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # nothing written for a rejected run
+
+
+def test_help_documents_every_option(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for option in ("--algo", "--env", "--seed", "--preset", "--variant", "--set", "--device", "--out"):
+        assert option in text
+    assert "--save-data" in text and "--resume" in text and "exit codes" in text
+
+
+def test_config_json_is_valid_json_with_resolved_settings(tmp_path: Path) -> None:
+    assert main([*SMOKE, "--out", str(tmp_path), "--variant", "diffrl", "--set", "algo.actor_lr=0.01"]) == 0
+    config = json.loads((only_run(tmp_path) / rundir.CONFIG).read_text())
+    algo = config["settings"]["algo"]
+    assert (algo["actor_lr"], algo["activation"], algo["target_critic_alpha"]) == (0.01, "elu", 0.2)
