@@ -158,15 +158,20 @@ def link_dynamics(
         body_A[e, link] = A
         # World-frame spatial inertia about the origin: mass m, h = m*com, J = I_com + m(|c|^2 1 - c c^T).
         m = link_mass[link]
-        com = wp.transform_point(X, link_com[link])
-        R = wp.quat_to_matrix(wp.transform_get_rotation(X))
-        h = m * com
-        J = R * link_inertia[link] * wp.transpose(R) + m * (
-            wp.dot(com, com) * wp.identity(n=3, dtype=f64) - wp.outer(com, com)
-        )
-        body_h[e, link] = h
-        body_J[e, link] = J
-        body_f[e, link] = inertia_times(m, h, J, A) + force_cross(V, inertia_times(m, h, J, V))
+        if m > f64(0.0):  # links added for extra joints of one body are massless
+            com = wp.transform_point(X, link_com[link])
+            R = wp.quat_to_matrix(wp.transform_get_rotation(X))
+            h = m * com
+            J = R * link_inertia[link] * wp.transpose(R) + m * (
+                wp.dot(com, com) * wp.identity(n=3, dtype=f64) - wp.outer(com, com)
+            )
+            body_h[e, link] = h
+            body_J[e, link] = J
+            body_f[e, link] = inertia_times(m, h, J, A) + force_cross(V, inertia_times(m, h, J, V))
+        else:
+            body_h[e, link] = zero3
+            body_J[e, link] = mat33()
+            body_f[e, link] = spatial_vector(zero3, zero3)
 
 
 @wp.kernel

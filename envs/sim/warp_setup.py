@@ -6,6 +6,7 @@ a benchmark and a training run share compiled kernels and each kernel is compile
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -25,6 +26,6 @@ def init_warp() -> None:
     global _initialised
     if not _initialised:
         wp.config.kernel_cache_dir = str(cache_dir() / "warp")
-        wp.config.quiet = True
+        wp.config.log_level = logging.WARNING  # no init banner or per-module load lines
         wp.init()
         _initialised = True
