@@ -340,6 +340,34 @@ class Simulator:
         out = self._scratch[(self.substeps - 1) % 2]
         return wp.to_torch(out.q).clone(), wp.to_torch(out.qd).clone()
 
+    @staticmethod
+    def _prebuilt_adjoint(tape: wp.Tape) -> list:
+        """The tape's backward pass as prebuilt launches (what ``Tape.backward`` would run, in order).
+
+        The tape is recorded once on fixed buffers, so its adjoint launches never change; building
+        them once avoids re-packing every kernel's arguments in Python on each backward.
+        """
+        plan = []
+        for launch in reversed(tape.launches):
+            if callable(launch):
+                plan.append(launch)
+                continue
+            kernel, dim, max_blocks, inputs, outputs, device = launch[:6]
+            cmd = wp.launch(
+                kernel,
+                dim=dim,
+                inputs=inputs,
+                outputs=outputs,
+                adj_inputs=[tape.get_adjoint(a) for a in inputs],
+                adj_outputs=[tape.get_adjoint(a) for a in outputs],
+                device=device,
+                adjoint=True,
+                max_blocks=max_blocks,
+                record_cmd=True,
+            )
+            plan.append(cmd.launch)
+        return plan
+
     def _run_taped(self, tape: wp.Tape | None, plan: list | None) -> None:
         wq, wqd = self._taped_in.q, self._taped_in.qd
         for s, buf in enumerate(self._taped):
@@ -382,6 +410,7 @@ class Simulator:
             with self._tape:
                 self._run_taped(self._tape, None)
             self._run_taped(None, self._taped_plan)
+            self._adjoint_plan = self._prebuilt_adjoint(self._tape)
         else:
             for op in self._taped_plan:
                 op()
@@ -390,7 +419,8 @@ class Simulator:
             g.zero_()
         wp.copy(wq.grad, wp.from_torch(adj_q_out.detach().to(torch.float64).contiguous()))
         wp.copy(wqd.grad, wp.from_torch(adj_qd_out.detach().to(torch.float64).contiguous()))
-        self._tape.backward()
+        for op in self._adjoint_plan:
+            op()
         adj_q = wp.to_torch(start.q.grad).clone()
         adj_qd = wp.to_torch(start.qd.grad).clone()
         adj_act = wp.to_torch(self._taped_act.grad).clone()
