@@ -50,7 +50,7 @@ class SnuHumanoid(LocomotionEnv):
         snu = load_snu(cfg.snu_data_dir)
         self.joint_noise = 0.2 if cfg.snu_joint_noise else 0.0
         self._rest_joints = snu.mjmodel.qpos0[7:].copy()
-        self._f0 = snu.muscles.f0
+        self._f0 = torch.as_tensor(snu.muscles.f0, dtype=torch.float64, device=self.device)
         m = snu.mjmodel
         index = []
         for j in range(1, m.njnt):  # joint 0 is the free root
@@ -80,8 +80,7 @@ class SnuHumanoid(LocomotionEnv):
 
     def actuation(self, actions):
         activation = actions if self.cfg.snu_activation == "signed" else 0.5 * actions + 0.5
-        f0 = torch.as_tensor(self._f0, dtype=torch.float64, device=actions.device)
-        return actions.new_zeros(actions.shape[0], self.nv), activation * (self.cfg.snu_strength_scale * f0)
+        return actions.new_zeros(actions.shape[0], self.nv), activation * (self.cfg.snu_strength_scale * self._f0)
 
     def reward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         activation = actions if self.cfg.snu_activation == "signed" else 0.5 * actions + 0.5
