@@ -80,7 +80,8 @@ class SnuHumanoid(LocomotionEnv):
 
     def actuation(self, actions):
         activation = actions if self.cfg.snu_activation == "signed" else 0.5 * actions + 0.5
-        return actions.new_zeros(actions.shape[0], self.nv), activation * (self.cfg.snu_strength_scale * self._f0)
+        muscle_force = activation * (self.cfg.snu_strength_scale * self._f0)
+        return actions.new_zeros(actions.shape[0], self.nv), muscle_force
 
     def reward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         activation = actions if self.cfg.snu_activation == "signed" else 0.5 * actions + 0.5
