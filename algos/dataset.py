@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,23 +32,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from algos.atomic import atomic_write_bytes
+
 FORMAT = "warpbench-episodes"
 VERSION = 1
 INDEX = "dataset.json"
 ROW_FIELDS = ("obs", "action", "action_raw", "reward", "epoch")
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @dataclass
@@ -179,7 +166,7 @@ class DatasetWriter:
         name = f"chunk_{len(self.index['chunks']):06d}.npz"
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
-        _atomic_write(self.directory / name, buffer.getvalue())
+        atomic_write_bytes(self.directory / name, buffer.getvalue())
         transitions = int(arrays["episode_length"].sum())
         self.index["chunks"].append(
             {
@@ -207,7 +194,7 @@ class DatasetWriter:
         self._write_index()
 
     def _write_index(self) -> None:
-        _atomic_write(self.directory / INDEX, (json.dumps(self.index, indent=2) + "\n").encode())
+        atomic_write_bytes(self.directory / INDEX, (json.dumps(self.index, indent=2) + "\n").encode())
 
 
 @dataclass

@@ -134,27 +134,7 @@ class Simulator:
         def zero(array):
             plan.append(array.zero_) if record else array.zero_()
 
-        launch(
-            kernels.link_dynamics,
-            dim=n,
-            inputs=[
-                m.link_parent,
-                m.link_type,
-                m.link_q_start,
-                m.link_qd_start,
-                m.link_X_pj,
-                m.link_anchor,
-                m.link_axis,
-                m.link_mass,
-                m.link_com,
-                m.link_inertia,
-                m.num_links,
-                self.base_acceleration,
-                q,
-                qd,
-            ],
-            outputs=[buf.body_X, buf.body_V, buf.body_A, buf.body_h, buf.body_J, buf.body_f, buf.joint_S],
-        )
+        launch(kernels.link_dynamics, dim=n, **self._link_dynamics_args(q, qd, buf))
         zero(buf.body_fext)
         if m.num_contacts:
             launch(
@@ -265,13 +245,9 @@ class Simulator:
             outputs=[buf.q, buf.qd],
         )
 
-    def link_transforms(self, q: torch.Tensor) -> torch.Tensor:
-        """World transforms [N, num_links, 7] (position, quaternion xyzw) of every link at ``q``."""
-        m, buf = self.model, self._scratch[0]
-        qd = wp.zeros((self.num_envs, m.nv), dtype=wp.float64, device=m.device)
-        wp.launch(
-            kernels.link_dynamics,
-            dim=self.num_envs,
+    def _link_dynamics_args(self, q: wp.array, qd: wp.array, buf: SubstepBuffers) -> dict:
+        m = self.model
+        return dict(
             inputs=[
                 m.link_parent,
                 m.link_type,
@@ -285,11 +261,22 @@ class Simulator:
                 m.link_inertia,
                 m.num_links,
                 self.base_acceleration,
-                wp.from_torch(q.detach().to(torch.float64).contiguous()),
+                q,
                 qd,
             ],
             outputs=[buf.body_X, buf.body_V, buf.body_A, buf.body_h, buf.body_J, buf.body_f, buf.joint_S],
-            device=m.device,
+        )
+
+    def link_transforms(self, q: torch.Tensor) -> torch.Tensor:
+        """World transforms [N, num_links, 7] (position, quaternion xyzw) of every link at ``q``."""
+        buf = self._scratch[0]
+        q = wp.from_torch(q.detach().to(torch.float64).contiguous())
+        qd = wp.zeros((self.num_envs, self.model.nv), dtype=wp.float64, device=self.model.device)
+        wp.launch(
+            kernels.link_dynamics,
+            dim=self.num_envs,
+            device=self.model.device,
+            **self._link_dynamics_args(q, qd, buf),
         )
         return wp.to_torch(buf.body_X).clone()
 
