@@ -191,7 +191,9 @@ class _Session:
         self.run_dir = Path()
 
         self.budget_env_steps = self.trainer.max_iterations * self.trainer.env_steps_per_iteration
-        self.eval_every = max(1, round(self.run.eval_interval * self.budget_env_steps))
+        # Evaluation points every eval_interval of the iterations (= of the env-step budget when each
+        # iteration consumes the same env steps; offline PWM consumes none).
+        self.eval_every = max(1, round(self.run.eval_interval * self.trainer.max_iterations))
         self.train_time_s = 0.0
         self.eval_time_s = 0.0
         self.eval_env_steps = 0
@@ -221,6 +223,11 @@ class _Session:
                 act_dim=self.env.act_dim,
                 metadata={key: self.config[key] for key in ("algo", "variant", "seed", "settings")},
             )
+
+    @property
+    def data_env_steps(self) -> int:
+        """Env steps that generated the trainer's offline data (PWM), reported apart from training."""
+        return int(getattr(self.trainer, "data_env_steps", 0))
 
     @property
     def env_steps(self) -> int:
@@ -306,7 +313,7 @@ class _Session:
         returns = result.returns
         row = {
             "env_steps": env_steps,
-            "data_env_steps": 0,
+            "data_env_steps": self.data_env_steps,
             "wall_time_s": self.wall_time_s(),
             "train_time_s": self.train_time_s,
             "eval_time_s": self.eval_time_s,
@@ -315,6 +322,7 @@ class _Session:
             "return_std": float(returns.std(ddof=1)) if len(returns) > 1 else 0.0,
             "return_iqm": iqm(returns),
             "length_mean": float(result.lengths.mean()),
+            "iteration": self.trainer.iteration,
         }
         rundir.append_rows(self.run_dir / rundir.EVAL, rundir.EVAL_COLUMNS, [row])
         episodes = [
@@ -341,8 +349,9 @@ class _Session:
         rate = self.env_steps / self.train_time_s if self.train_time_s > 0 else 0.0
         return (
             f"[{self.config['algo']} {self.config['env']} seed {self.config['seed']}] "
-            f"env-steps {self.env_steps:,}/{self.budget_env_steps:,} "
-            f"({100 * self.env_steps / self.budget_env_steps:.0f}%) | "
+            f"iteration {self.trainer.iteration:,}/{self.trainer.max_iterations:,} "
+            f"({100 * self.trainer.iteration / self.trainer.max_iterations:.0f}%) | "
+            f"env-steps {self.env_steps:,} | "
             f"return {row['return_mean']:.1f} ± {row['return_std']:.1f} (IQM {row['return_iqm']:.1f}) | "
             f"{rate:,.0f} steps/s | elapsed {_format_duration(self.wall_time_s())} | "
             f"ETA {_format_duration(eta)}"
@@ -365,7 +374,7 @@ class _Session:
             "best_return": {**self.best, "label": BEST_LABEL} if self.best else None,
             "env_steps": {
                 "training": self.env_steps,
-                "data": 0,
+                "data": self.data_env_steps,
                 "evaluation": self.eval_env_steps,
                 "budget": self.budget_env_steps,
             },
@@ -414,9 +423,8 @@ class _Session:
                     seconds = time.perf_counter() - start
                     self.train_time_s += seconds
                     self.log_iteration(metrics, seconds)
-                    previous = self.env_steps - self.trainer.env_steps_per_iteration
                     last = self.trainer.iteration == self.trainer.max_iterations
-                    if last or self.env_steps // self.eval_every > previous // self.eval_every:
+                    if last or self.trainer.iteration % self.eval_every == 0:
                         report(self.evaluate())
                         self.save_checkpoint(("latest.pt", "final.pt") if last else ("latest.pt",))
                     at_boundary = True

@@ -21,12 +21,15 @@ from typing import Any, Protocol
 import torch
 
 from algos.dataset import EpisodeRecorder
+from algos.pwm import DEFAULT_MODE, MODES, PWM, PWMConfig
+from algos.pwm import published_config as pwm_published_config
 from algos.shac import DEFAULT_VARIANT, SHAC, VARIANTS, SHACConfig, published_config
 
 PRESETS = ("smoke", "cpu", "paper")
 PRESET_HELP = {
     "smoke": "seconds: tiny nets, 4 envs x 8 steps x 4 iterations, 32-step episodes, 2 eval episodes",
-    "cpu": "one CPU core: the variant's networks, 64 envs x 32 steps x 1000 iterations (2.05M env-steps)",
+    "cpu": "one CPU core, 64 envs: SHAC 32 steps x 1000 iterations (2.05M env-steps); "
+    "PWM online 250 / offline 500 iterations",
     "paper": "the published budget of the variant for the env (e.g. SHAC pwm Ant: 128 x 32 x 2000 = 8.2M)",
 }
 CPU_NUM_ENVS = 64
@@ -102,8 +105,31 @@ def _build_shac(env: Any, settings: dict[str, Any], seed: int) -> SHAC:
     return SHAC(env, SHACConfig.from_dict(settings), seed)
 
 
+# One CPU core: a paper-size world-model step (batch 256 x 17) takes ~1.5 s, a PWM iteration without model
+# steps ~1.6 s; online adds 8 model steps per iteration (~13 s in all), so its CPU budget is small.
+PWM_CPU_EPOCHS = {"online": 250, "offline": 500}
+
+
+def _pwm_defaults(variant: str, env: str, preset: str) -> tuple[dict[str, Any], int]:
+    config, num_envs = pwm_published_config(variant, env)
+    if preset == "cpu":
+        config, num_envs = replace(config, max_epochs=PWM_CPU_EPOCHS[variant]), CPU_NUM_ENVS
+    elif preset == "smoke":
+        small = {"actor_hidden": (32, 32), "critic_hidden": (32, 32), "critic_iterations": 2}
+        # wm_size "tiny" matches bench.pretrain --preset smoke.
+        tiny_model = {"wm_size": "tiny", "wm_batch_size": 16, "wm_bootstrap_steps": 4}
+        config = replace(config, horizon=8, max_epochs=4, **tiny_model, **small)
+        num_envs = 4
+    return config.to_dict(), num_envs
+
+
+def _build_pwm(env: Any, settings: dict[str, Any], seed: int) -> PWM:
+    return PWM(env, PWMConfig.from_dict(settings), seed)
+
+
 ALGORITHMS: dict[str, Algorithm] = {
     "shac": Algorithm(VARIANTS, DEFAULT_VARIANT, _shac_defaults, _build_shac),
+    "pwm": Algorithm(MODES, DEFAULT_MODE, _pwm_defaults, _build_pwm),
 }
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import envs
 from bench.harness import resume_run, start_run
+from bench.pipeline import run_pipeline
 from bench.presets import ALGORITHMS, PRESET_HELP, PRESETS, ConfigError
 
 EPILOG = """\
@@ -18,6 +20,14 @@ examples:
   python -m bench.run --algo shac --env ant --variant diffrl --set algo.actor_lr=1e-3 --set env.num_envs=32
   python -m bench.run --algo shac --env ant --save-data --set env.early_termination=false
   python -m bench.run --resume runs/ant/shac/seed0_20250101T000000Z
+  python -m bench.run --algo pwm --env ant --preset cpu     # whole pipeline: data, pretrain, policy
+  python -m bench.run --algo pwm --env ant --variant offline \\
+      --world-model PRETRAIN_DIR/checkpoints/final.pt --data SHAC_RUN_DIR/data
+
+pwm without --world-model runs the pipeline of bench.pipeline (SHAC data collection, world-model
+pretraining, policy learning), each stage a run directory under
+runs/<env>/pwm/pipeline_seed<k>_<preset>_<mode>/; running the same command again skips complete stages
+and resumes an interrupted one. --data skips the collection stage.
 
 exit codes: 0 complete, 1 failed (e.g. persistent nan/inf gradients), 2 invalid arguments,
 130 interrupted by Ctrl-C, 143 terminated by SIGTERM (both checkpoint first; continue with --resume).
@@ -43,7 +53,19 @@ def build_parser(env_names: list[str]) -> argparse.ArgumentParser:
     parser.add_argument(
         "--variant",
         choices=variants,
-        help="published configuration of the algorithm; shac: pwm (FoRL/PWM, default) or diffrl (original)",
+        help="published configuration of the algorithm; shac: pwm (FoRL/PWM, default) or diffrl (original); "
+        "pwm: online (default, the released single-task driver) or offline (frozen world model)",
+    )
+    parser.add_argument(
+        "--world-model",
+        metavar="CKPT",
+        help="pwm: a bench.pretrain checkpoint to learn the policy from (without it the whole pipeline runs)",
+    )
+    parser.add_argument(
+        "--data",
+        metavar="DIR",
+        help="pwm: an episode dataset (bench.run --save-data or bench.collect): start states and replay; "
+        "in the pipeline it replaces the SHAC collection stage",
     )
     parser.add_argument(
         "--set",
@@ -80,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     recorded_argv = ["python", "-m", "bench.run", *argv]
     try:
         if args.resume:
-            fixed = ("algo", "env", "seed", "preset", "variant", "out")
+            fixed = ("algo", "env", "seed", "preset", "variant", "out", "world_model", "data")
             extra = [name for name in fixed if getattr(args, name) is not None]
             if extra or args.overrides or args.save_data:
                 parser.error("--resume takes its settings from the run directory; only --device may be given")
@@ -88,18 +110,42 @@ def main(argv: list[str] | None = None) -> int:
         else:
             if args.algo is None or args.env is None:
                 parser.error("--algo and --env are required (or --resume RUN_DIR)")
-            result = start_run(
-                args.algo,
-                args.env,
+            if args.algo != "pwm" and (args.world_model or args.data):
+                parser.error("--world-model and --data are options of --algo pwm")
+            for path in (args.world_model, args.data):
+                if path is not None and not Path(path).exists():
+                    parser.error(f"{path} does not exist")
+            common = dict(
                 seed=0 if args.seed is None else args.seed,
                 preset=args.preset or "paper",
-                variant=args.variant,
-                overrides=args.overrides,
                 device=args.device or "cpu",
                 out=args.out or "runs",
-                save_data=args.save_data,
                 argv=recorded_argv,
             )
+            if args.algo == "pwm" and args.world_model is None:
+                if args.save_data:
+                    parser.error("--save-data is not an option of the pwm pipeline")
+                result = run_pipeline(
+                    args.env,
+                    mode=args.variant or ALGORITHMS["pwm"].default_variant,
+                    overrides=args.overrides,
+                    data=None if args.data is None else Path(args.data).resolve(),
+                    **common,
+                )
+            else:
+                overrides = list(args.overrides)
+                if args.world_model is not None:
+                    overrides.insert(0, f"algo.world_model_checkpoint={Path(args.world_model).resolve()}")
+                if args.data is not None:
+                    overrides.insert(0, f"algo.dataset={Path(args.data).resolve()}")
+                result = start_run(
+                    args.algo,
+                    args.env,
+                    variant=args.variant,
+                    overrides=overrides,
+                    save_data=args.save_data,
+                    **common,
+                )
     except ConfigError as error:
         parser.error(str(error))
     return result.exit_code

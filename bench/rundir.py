@@ -46,6 +46,7 @@ EVAL_COLUMNS = (
     "return_std",
     "return_iqm",
     "length_mean",
+    "iteration",
 )
 EPISODE_COLUMNS = ("env_steps", "episode", "return", "length", "terminated")
 

@@ -1,0 +1,107 @@
+"""Replay of whole real episodes for PWM's online world-model fine-tuning (algorithms §3.2, §3.7).
+
+Episodes use the row layout of ``algos.dataset``: an episode of T transitions is T + 1 consecutive rows,
+row j holding s_j and (for j >= 1) the action and reward of the transition s_{j-1} -> s_j. Rows live in a
+preallocated ring of ``capacity`` rows on the training device; an episode that does not fit before the end
+of the ring starts again at row 0, and the oldest episodes in the way are evicted (first in, first out).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import numpy as np
+import torch
+
+
+class EpisodeReplay:
+    def __init__(self, capacity: int, obs_dim: int, act_dim: int, device: str | torch.device) -> None:
+        self.capacity = capacity
+        self.device = torch.device(device)
+        self.obs = torch.zeros(capacity, obs_dim, device=self.device)
+        self.action = torch.zeros(capacity, act_dim, device=self.device)
+        self.reward = torch.zeros(capacity, device=self.device)
+        self.episodes: deque[tuple[int, int]] = deque()
+        """(first row, transitions) per stored episode, oldest first."""
+        self.cursor = 0
+        self.used = 0
+        """Rows ever written (the high-water mark of the ring)."""
+        self._table: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    @property
+    def num_episodes(self) -> int:
+        return len(self.episodes)
+
+    @property
+    def num_transitions(self) -> int:
+        return sum(length for _, length in self.episodes)
+
+    def add(
+        self,
+        obs: np.ndarray | torch.Tensor,
+        action: np.ndarray | torch.Tensor,
+        reward: np.ndarray | torch.Tensor,
+    ) -> None:
+        """Store one episode given as rows: obs [T+1, d], action [T+1, a], reward [T+1]."""
+        rows = obs.shape[0]
+        if rows > self.capacity:
+            raise ValueError(f"an episode of {rows} rows does not fit a replay of {self.capacity} rows")
+        if self.cursor + rows > self.capacity:
+            # Wrap: episodes left beyond the cursor from the previous pass are the oldest; drop them.
+            while self.episodes and self.episodes[0][0] >= self.cursor:
+                self.episodes.popleft()
+            self.cursor = 0
+        end = self.cursor + rows
+        while self.episodes and self.cursor <= self.episodes[0][0] < end:
+            self.episodes.popleft()
+        for storage, values in ((self.obs, obs), (self.action, action), (self.reward, reward)):
+            storage[self.cursor : end] = torch.as_tensor(values, device=self.device, dtype=storage.dtype)
+        self.episodes.append((self.cursor, rows - 1))
+        self.cursor = end
+        self.used = max(self.used, end)
+        self._table = None
+
+    def can_sample(self, horizon: int) -> bool:
+        """True if some stored episode has at least ``horizon`` transitions."""
+        return any(length >= horizon for _, length in self.episodes)
+
+    def sample(self, batch_size: int, horizon: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """Uniform windows of ``horizon`` + 1 rows inside single episodes, batch-first:
+        obs [B, H+1, d], action [B, H, a], reward [B, H] (action/reward t: transition s_t -> s_{t+1})."""
+        if self._table is None:
+            table = torch.tensor(list(self.episodes), dtype=torch.long).reshape(-1, 2).to(self.device)
+            self._table = (table[:, 0], table[:, 1])
+        starts, lengths = self._table
+        valid = (lengths - horizon + 1).clamp(min=0)
+        cumulative = valid.cumsum(0)
+        total = int(cumulative[-1]) if len(cumulative) else 0
+        if total == 0:
+            raise ValueError(f"no stored episode has at least {horizon} transitions")
+        draw = torch.randint(total, (batch_size,), generator=generator, device=generator.device)
+        draw = draw.to(self.device)
+        episode = torch.searchsorted(cumulative, draw, right=True)
+        first = starts[episode] + draw - (cumulative[episode] - valid[episode])
+        rows = first[:, None] + torch.arange(horizon + 1, device=self.device)
+        return {"obs": self.obs[rows], "action": self.action[rows[:, 1:]], "reward": self.reward[rows[:, 1:]]}
+
+    def state_dict(self) -> dict[str, Any]:
+        """The written part of the ring and its bookkeeping (enough to continue bit-exactly)."""
+        return {
+            "capacity": self.capacity,
+            "cursor": self.cursor,
+            "used": self.used,
+            "episodes": list(self.episodes),
+            "obs": self.obs[: self.used].clone(),
+            "action": self.action[: self.used].clone(),
+            "reward": self.reward[: self.used].clone(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state["capacity"] != self.capacity:
+            raise ValueError(f"replay capacity {state['capacity']} differs from {self.capacity}")
+        self.cursor, self.used = state["cursor"], state["used"]
+        self.episodes = deque(tuple(e) for e in state["episodes"])
+        for name in ("obs", "action", "reward"):
+            getattr(self, name)[: self.used] = state[name].to(self.device)
+        self._table = None

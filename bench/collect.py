@@ -1,0 +1,182 @@
+"""``python -m bench.collect``: record episodes of a random or a saved policy into an episode dataset.
+
+The output directory is an ``algos.dataset`` dataset (what ``bench.run --save-data`` writes and
+``bench.pretrain`` reads) plus ``collect.json`` (policy, seeds, env steps taken). The first K episodes to
+finish are kept (short, e.g. early-terminated, episodes finish first); the env steps of unfinished episodes
+are counted in ``collect.json`` but not stored.
+
+Policies: ``--random`` draws actions uniformly in [-1, 1]; ``--policy`` loads a ``bench.run`` checkpoint
+(a run directory: its ``checkpoints/final.pt``, else ``latest.pt``; or a checkpoint file inside one) and acts
+with the trainer's ``act`` (stochastic unless ``--deterministic``). ``action_raw`` is stored as
+atanh(action), clamped to |action| <= 1 - 1e-6.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+import envs
+from algos.dataset import INDEX, DatasetWriter, EpisodeRecorder
+from bench import rundir
+from bench.presets import ALGORITHMS, ConfigError, env_overrides, parse_value
+
+COLLECT_INFO = "collect.json"
+CHUNK_EPISODES = 64
+Policy = Callable[[torch.Tensor], torch.Tensor]
+
+
+def random_policy(act_dim: int, seed: int, device: str) -> Policy:
+    """Uniform actions in [-1, 1] from a generator seeded with ``seed``."""
+    generator = torch.Generator(device=device).manual_seed(seed)
+
+    def policy(obs: torch.Tensor) -> torch.Tensor:
+        return torch.rand(obs.shape[0], act_dim, generator=generator, device=device) * 2.0 - 1.0
+
+    return policy
+
+
+def checkpoint_policy(path: str | Path, deterministic: bool, device: str) -> tuple[Policy, dict[str, Any]]:
+    """(the trainer's ``act``, the run's config.json) for a ``bench.run`` run directory or checkpoint file."""
+    path = Path(path)
+    if path.is_dir():
+        checkpoints = path / rundir.CHECKPOINTS
+        path = checkpoints / "final.pt" if (checkpoints / "final.pt").exists() else checkpoints / "latest.pt"
+    if not path.is_file():
+        raise ConfigError(f"no policy checkpoint at {path}")
+    run_dir = path.parent.parent
+    if not (run_dir / rundir.CONFIG).exists():
+        raise ConfigError(f"{path} is not inside a bench.run run directory (no {run_dir / rundir.CONFIG})")
+    config = rundir.read_json(run_dir / rundir.CONFIG)
+    if config["algo"] not in ALGORITHMS:
+        raise ConfigError(f"unknown algo {config['algo']!r} in {run_dir}; valid: {', '.join(ALGORITHMS)}")
+    settings = config["settings"]
+    # The trainer's state includes its training env's state, so build it on an env of the recorded shape.
+    train_env = envs.make(
+        config["env"], num_envs=settings["env"]["num_envs"], device=device, **env_overrides(settings)
+    )
+    trainer = ALGORITHMS[config["algo"]].build(train_env, settings["algo"], config["seed"])
+    state = torch.load(io.BytesIO(path.read_bytes()), map_location="cpu", weights_only=False)
+    trainer.load_state_dict(state["trainer"])
+    return (lambda obs: trainer.act(obs, deterministic=deterministic)), config
+
+
+@torch.no_grad()
+def collect(env: Any, policy: Policy, episodes: int, writer: DatasetWriter, progress: bool = False) -> int:
+    """Run ``policy`` on ``env`` until ``episodes`` episodes have finished; write them; return env steps."""
+    recorder = EpisodeRecorder(env.num_envs)
+    obs = env.reset()
+    kept = steps = 0
+    pending = []
+    bar = tqdm(total=episodes, unit="ep", disable=not progress, leave=False)
+    while kept < episodes:
+        action = policy(obs).clamp(-1.0, 1.0)
+        action_raw = torch.atanh(action.clamp(-1.0 + 1e-6, 1.0 - 1e-6))
+        next_obs, reward, terminated, truncated, info = env.step(action)
+        recorder.add_step(obs, action, action_raw, reward, info["obs_before_reset"], terminated, truncated, 0)
+        steps += env.num_envs
+        finished = recorder.pop_finished()[: episodes - kept - len(pending)]
+        pending += finished
+        bar.update(len(finished))
+        if len(pending) >= CHUNK_EPISODES or kept + len(pending) == episodes:
+            writer.write_chunk(pending)
+            kept += len(pending)
+            pending = []
+        obs = next_obs
+    bar.close()
+    return steps
+
+
+def build_parser(env_names: list[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.collect",
+        description="Record episodes of a random or saved policy into an episode dataset directory.",
+        epilog="example: python -m bench.collect --env ant --episodes 64 --random --out data/ant_random\n"
+        "exit codes: 0 done, 2 invalid arguments",
+    )
+    parser.add_argument("--env", required=True, choices=env_names, help="registered env name")
+    parser.add_argument("--episodes", required=True, type=int, help="episodes to record (K >= 1)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--policy", metavar="CHECKPOINT", help="bench.run run directory or checkpoint file")
+    source.add_argument("--random", action="store_true", help="uniform random actions in [-1, 1]")
+    parser.add_argument("--out", required=True, metavar="DATA_DIR", help="new dataset directory")
+    parser.add_argument("--num-envs", type=int, default=16, help="parallel envs (16)")
+    parser.add_argument("--seed", type=int, default=0, help="env and random-policy seed (0)")
+    parser.add_argument("--device", default="cpu", help="torch/warp device (cpu)")
+    parser.add_argument("--deterministic", action="store_true", help="act with tanh(mu) (with --policy)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="env override passed to envs.make, repeatable, VALUE parsed as JSON; "
+        "e.g. --set early_termination=false",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(envs.names())
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    try:
+        if args.episodes < 1 or args.num_envs < 1:
+            raise ConfigError("--episodes and --num-envs must be >= 1")
+        if (out / INDEX).exists():
+            raise ConfigError(f"{out} already holds a dataset; choose a new --out")
+        overrides = {}
+        for item in args.overrides:
+            name, sep, text = item.partition("=")
+            if not sep or not name:
+                raise ConfigError(f"--set expects NAME=VALUE, got {item!r}")
+            overrides[name] = parse_value(text)
+        try:
+            env = envs.make(args.env, num_envs=args.num_envs, device=args.device, seed=args.seed, **overrides)
+        except (ValueError, TypeError) as error:
+            raise ConfigError(f"cannot make env {args.env!r}: {error}") from error
+        if args.random:
+            policy = random_policy(env.act_dim, args.seed, args.device)
+        else:
+            policy, run_config = checkpoint_policy(args.policy, args.deterministic, args.device)
+            if run_config["env"] != args.env:
+                raise ConfigError(f"the policy was trained on {run_config['env']!r}, not {args.env!r}")
+    except ConfigError as error:
+        parser.error(str(error))
+    info = {
+        "source": "bench.collect",
+        "policy": "random" if args.random else str(Path(args.policy).resolve()),
+        "deterministic": args.deterministic,
+        "seed": args.seed,
+        "num_envs": args.num_envs,
+        "env_overrides": overrides,
+        "argv": ["python", "-m", "bench.collect", *argv],
+    }
+    writer = DatasetWriter(out, env=args.env, obs_dim=env.obs_dim, act_dim=env.act_dim, metadata=info)
+    steps = collect(env, policy, args.episodes, writer, progress=sys.stdout.isatty())
+    index = writer.index
+    rundir.write_json(
+        out / COLLECT_INFO,
+        {
+            **info,
+            "episodes": index["num_episodes"],
+            "transitions": index["num_transitions"],
+            "env_steps": steps,
+        },
+    )
+    print(
+        f"{out}: {index['num_episodes']} episodes, {index['num_transitions']} transitions ({steps} env steps)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

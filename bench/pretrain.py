@@ -1,0 +1,541 @@
+"""``python -m bench.pretrain``: pretrain a PWM world model on an episode dataset (algorithms §3.4).
+
+Writes ``<out>/<env>/pwm_pretrain/seed<k>_<UTC time>/``:
+
+    config.json          resolved settings, dataset (path, episodes and transitions, the subset used),
+                         argv, provenance, resumes
+    pretrain.csv         tidy loss curve: step, wall_time_s, metric, value (means over log_every steps)
+    loss_curve.png       the loss curve, log scale
+    summary.json         status, steps, final losses, wall time, non-finite gradient steps
+    checkpoints/{latest,final}.pt    ``algos.wm_training.world_model_checkpoint`` (what PWM loads) plus
+                         the logging counters and torch RNG state, written atomically
+
+``rew_rms`` is fitted on every reward of the dataset, then the model takes gradient steps on uniformly
+sampled sub-trajectories of a random subset of whole episodes that fits PWM's 1e6-step buffer. SIGINT /
+SIGTERM stop after the current step with a checkpoint (exit 130 / 143); ``--resume RUN_DIR`` continues to
+the bit on CPU, optionally with a larger ``--steps``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib.figure import Figure
+from tqdm import tqdm
+
+import envs
+from algos.dataset import INDEX, EpisodeDataset, load_dataset
+from algos.networks import parameter_count
+from algos.wm_training import (
+    WMTrainConfig,
+    WorldModelTrainer,
+    pretrain,
+    select_episodes,
+    world_model_checkpoint,
+)
+from algos.world_model import SIZES, VARIANTS, WorldModel, WorldModelConfig, world_model_config
+from bench import plotting, rundir
+from bench.presets import ConfigError
+from bench.provenance import provenance
+
+ALGO_DIR = "pwm_pretrain"
+LOSS_CSV = "pretrain.csv"
+LOSS_COLUMNS = ("step", "wall_time_s", "metric", "value")
+LOSS_FIGURE = "loss_curve"
+PRESETS = ("smoke", "cpu", "paper")
+# README pretraining steps per env (algorithms §3.4); other envs get the config default.
+PAPER_STEPS = {
+    "hopper": 50_000,
+    "ant": 100_000,
+    "anymal": 100_000,
+    "humanoid": 200_000,
+    "snu_humanoid": 200_000,
+}
+DEFAULT_PAPER_STEPS = 50_000
+PRESET_HELP = {
+    "smoke": "seconds: tiny model, horizon 4, batch 16, 20 steps",
+    "cpu": "the paper model, 2,000 steps (about 1.5 s per step on one CPU core: under an hour)",
+    "paper": "the paper model and README steps: Ant 100k, Humanoid 200k, SNU 200k (others 50k)",
+}
+
+
+@dataclass(frozen=True)
+class PretrainSettings:
+    steps: int
+    """Total gradient steps."""
+    world_model: WorldModelConfig
+    """Architecture."""
+    train: WMTrainConfig
+    """Loss and optimiser settings."""
+    max_rows: int | None = 1_000_000
+    """Rows (T + 1 per episode) of the random episode subset trained on (PWM's buffer); None: all."""
+    log_every: int = 100
+    """Steps per pretrain.csv row (means over the interval)."""
+    checkpoint_every: int = 5_000
+    """Steps between checkpoints/latest.pt writes."""
+    torch_threads: int | None = None
+    """torch intra-op threads (None: torch's default)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> PretrainSettings:
+        return cls(
+            **{
+                **values,
+                "world_model": WorldModelConfig.from_dict(values["world_model"]),
+                "train": WMTrainConfig(**values["train"]),
+            }
+        )
+
+
+def preset_settings(
+    preset: str,
+    env: str,
+    steps: int | None = None,
+    size: str | None = None,
+    variant: str | None = None,
+    reward_bins: int | None = None,
+) -> PretrainSettings:
+    """The preset's settings for ``env``, with the CLI's optional changes."""
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
+    if preset == "smoke":
+        settings = PretrainSettings(
+            steps=20,
+            world_model=world_model_config("tiny"),
+            train=WMTrainConfig(horizon=4, batch_size=16),
+            log_every=1,
+            checkpoint_every=5,
+            torch_threads=1,
+        )
+    elif preset == "cpu":
+        settings = PretrainSettings(
+            2_000, world_model_config(), WMTrainConfig(), log_every=20, checkpoint_every=200
+        )
+    else:
+        settings = PretrainSettings(
+            PAPER_STEPS.get(env, DEFAULT_PAPER_STEPS), world_model_config(), WMTrainConfig()
+        )
+    model = settings.world_model
+    try:
+        if size is not None:
+            model = world_model_config(size, variant=model.variant)
+        changes = {"variant": variant, "reward_bins": reward_bins}
+        model = replace(model, **{k: v for k, v in changes.items() if v is not None})
+    except ValueError as error:
+        raise ConfigError(str(error)) from error
+    if steps is not None and steps < 1:
+        raise ConfigError(f"--steps must be >= 1, got {steps}")
+    return replace(settings, world_model=model, steps=steps or settings.steps)
+
+
+@dataclass
+class PretrainResult:
+    run_dir: Path
+    status: str
+    """complete or interrupted."""
+    exit_code: int
+
+
+class _Stop(Exception):
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextmanager
+def _stop_requests() -> Iterator[dict[str, int]]:
+    """SIGINT/SIGTERM request a stop after the current step (a second Ctrl-C interrupts at once)."""
+    request: dict[str, int] = {}
+    if threading.current_thread() is not threading.main_thread():
+        yield request
+        return
+
+    def handler(signum: int, _frame: Any) -> None:
+        if "signum" in request and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        request["signum"] = signum
+        print(f"\n{signal.Signals(signum).name}: stopping after this step", file=sys.stderr, flush=True)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield request
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _read_dataset(data: str | Path, env: str, horizon: int) -> EpisodeDataset:
+    data = Path(data)
+    if not (data / INDEX).is_file():
+        raise ConfigError(f"no episode dataset at {data} (missing {INDEX})")
+    dataset = load_dataset(data)
+    if dataset.num_episodes == 0:
+        raise ConfigError(f"the dataset at {data} holds no episodes")
+    if dataset.info["env"] != env:
+        raise ConfigError(f"the dataset at {data} was recorded on {dataset.info['env']!r}, not {env!r}")
+    if not (dataset.episode_length >= horizon).any():
+        raise ConfigError(f"no episode in {data} has the {horizon} transitions a training window needs")
+    return dataset
+
+
+def _subset(dataset: EpisodeDataset, settings: PretrainSettings, seed: int) -> EpisodeDataset:
+    """The episodes trained on: a function of the dataset and the seed only (identical on resume)."""
+    return select_episodes(dataset, settings.max_rows, np.random.default_rng([seed, 1]))
+
+
+class _Session:
+    """One process's share of a pretraining run: model, data, counters, files."""
+
+    def __init__(self, config: dict[str, Any], device: str, dataset: EpisodeDataset | None = None) -> None:
+        self.config = config
+        self.settings = PretrainSettings.from_dict(config["settings"])
+        if self.settings.torch_threads is not None:
+            torch.set_num_threads(self.settings.torch_threads)
+        horizon = self.settings.train.horizon
+        self.dataset = dataset or _read_dataset(config["data"]["path"], config["env"], horizon)
+        if self.dataset.num_transitions != config["data"]["dataset_transitions"]:
+            raise ConfigError(f"the dataset at {config['data']['path']} changed since the run started")
+        self.subset = _subset(self.dataset, self.settings, config["seed"])
+        torch.manual_seed(config["seed"])
+        self.world_model = WorldModel(
+            self.dataset.info["obs_dim"], self.dataset.info["act_dim"], self.settings.world_model
+        ).to(device)
+        self.run_dir = Path()
+        self.state: dict[str, Any] | None = None
+        self.pending: dict[str, float] = {}
+        self.pending_steps = 0
+        self.wall_offset_s = 0.0
+        self.session_start = time.perf_counter()
+        self.last_row: dict[str, float] = {}
+
+    def data_info(self) -> dict[str, Any]:
+        return {
+            "path": str(Path(self.config["data"]["path"]).resolve()),
+            "dataset_episodes": self.dataset.num_episodes,
+            "dataset_transitions": self.dataset.num_transitions,
+            "episodes": self.subset.num_episodes,
+            "transitions": self.subset.num_transitions,
+        }
+
+    def wall_time_s(self) -> float:
+        return self.wall_offset_s + time.perf_counter() - self.session_start
+
+    def save_checkpoint(self, trainer: WorldModelTrainer, names: tuple[str, ...] = ("latest.pt",)) -> None:
+        state = world_model_checkpoint(trainer, self.data_info())
+        state["counters"] = {
+            "pending": dict(self.pending),
+            "pending_steps": self.pending_steps,
+            "wall_time_s": self.wall_time_s(),
+            "last_row": self.last_row,
+        }
+        state["torch_rng"] = torch.get_rng_state()
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        for name in names:
+            rundir.atomic_write_bytes(self.run_dir / rundir.CHECKPOINTS / name, buffer.getvalue())
+
+    def restore(self, state: dict[str, Any]) -> None:
+        counters = state["counters"]
+        self.pending, self.pending_steps = dict(counters["pending"]), counters["pending_steps"]
+        self.wall_offset_s, self.last_row = counters["wall_time_s"], counters["last_row"]
+        torch.set_rng_state(state["torch_rng"])
+        self.state = state["trainer"]
+
+    def log(self, trainer: WorldModelTrainer, metrics: dict[str, float]) -> None:
+        for name, value in metrics.items():
+            self.pending[name] = self.pending.get(name, 0.0) + value
+        self.pending_steps += 1
+        if self.pending_steps == self.settings.log_every or trainer.steps == self.settings.steps:
+            self.last_row = {name: total / self.pending_steps for name, total in self.pending.items()}
+            step, wall = trainer.steps, self.wall_time_s()
+            rows = [
+                {"step": step, "wall_time_s": wall, "metric": name, "value": value}
+                for name, value in self.last_row.items()
+            ]
+            rundir.append_rows(self.run_dir / LOSS_CSV, LOSS_COLUMNS, rows)
+            self.pending, self.pending_steps = {}, 0
+
+    def train(self, on_step: Callable[[int], None] | None) -> PretrainResult:
+        settings = self.settings
+        self.session_start = time.perf_counter()
+        start = 0 if self.state is None else self.state["steps"]
+        bar = tqdm(
+            total=settings.steps, initial=start, unit="step", disable=not sys.stdout.isatty(), leave=False
+        )
+        trainer: WorldModelTrainer | None = None
+
+        def callback(current: WorldModelTrainer, metrics: dict[str, float]) -> None:
+            nonlocal trainer
+            trainer = current
+            self.log(current, metrics)
+            bar.update(1)
+            bar.set_postfix(loss=f"{metrics['wm_loss']:.4f}", refresh=False)
+            if current.steps % settings.checkpoint_every == 0 and current.steps < settings.steps:
+                self.save_checkpoint(current)
+            if on_step is not None:
+                on_step(current.steps)
+            if "signum" in stop:
+                raise _Stop(stop["signum"])
+
+        status, exit_code, checkpoint = "complete", 0, True
+        try:
+            with _stop_requests() as stop:
+                trainer = pretrain(
+                    self.world_model,
+                    self.subset,
+                    settings.steps,
+                    settings.train,
+                    seed=self.config["seed"],
+                    state=self.state,
+                    callback=callback,
+                )
+        except _Stop as stopped:
+            status, exit_code = "interrupted", 128 + stopped.signum
+        except KeyboardInterrupt:  # mid-step: keep the last periodic checkpoint
+            status, exit_code, checkpoint = "interrupted", 128 + signal.SIGINT, False
+        finally:
+            bar.close()
+        if trainer is None and self.state is not None:  # no step taken this session
+            trainer = WorldModelTrainer(self.world_model, settings.train, self.config["seed"])
+            trainer.load_state_dict(self.state)
+        if trainer is not None and checkpoint:
+            self.save_checkpoint(
+                trainer, ("latest.pt", "final.pt") if status == "complete" else ("latest.pt",)
+            )
+        self.write_summary(trainer, status)
+        plot_loss_curve(self.run_dir)
+        if status == "interrupted":
+            print(f"interrupted; continue from the last checkpoint with --resume {self.run_dir}")
+        return PretrainResult(self.run_dir, status, exit_code)
+
+    def write_summary(self, trainer: WorldModelTrainer | None, status: str) -> None:
+        summary = {
+            "status": status,
+            "env": self.config["env"],
+            "seed": self.config["seed"],
+            "steps": trainer.steps if trainer is not None else 0,
+            "max_steps": self.settings.steps,
+            "final_losses": self.last_row,
+            "wall_time_s": self.wall_time_s(),
+            "nonfinite_wm_steps": trainer.nonfinite_grad_steps if trainer is not None else 0,
+            "parameters": parameter_count(self.world_model),
+            "data": self.data_info(),
+        }
+        rundir.write_json(self.run_dir / rundir.SUMMARY, summary)
+
+
+def plot_loss_curve(run_dir: str | Path) -> Path | None:
+    """Draw ``loss_curve.png`` from ``pretrain.csv`` (None if nothing is logged yet)."""
+    path = Path(run_dir) / LOSS_CSV
+    if not path.exists() or path.stat().st_size == 0:
+        return None
+    table = pd.read_csv(path)
+    with plotting.style():
+        fig = Figure(figsize=(plotting.ONE_COLUMN_IN, 2.4))
+        ax = fig.add_subplot()
+        for metric, label in (
+            ("wm_loss", "total"),
+            ("wm_dynamics_loss", "dynamics"),
+            ("wm_reward_loss", "reward"),
+        ):
+            rows = table[table["metric"] == metric]
+            ax.plot(rows["step"], rows["value"].clip(lower=1e-12), label=label, linewidth=1)
+        ax.set_yscale("log")
+        ax.set_xlabel("Gradient steps")
+        ax.set_ylabel("Loss (per step, / H)")
+        ax.legend()
+        plotting.decorate(ax)
+        (saved,) = plotting.save(fig, run_dir, LOSS_FIGURE, formats=("png",))
+    return saved
+
+
+def start_pretrain(
+    env: str,
+    data: str | Path,
+    *,
+    preset: str = "paper",
+    steps: int | None = None,
+    size: str | None = None,
+    variant: str | None = None,
+    reward_bins: int | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+    out: str | Path = "runs",
+    argv: list[str] | None = None,
+    on_step: Callable[[int], None] | None = None,
+) -> PretrainResult:
+    """Validate everything (ConfigError before any file is written), create the run directory, train.
+
+    ``on_step(step)`` runs after every gradient step (tests use it to interrupt).
+    """
+    if env not in envs.names():
+        raise ConfigError(f"unknown env {env!r}; valid: {', '.join(envs.names())}")
+    settings = preset_settings(preset, env, steps, size, variant, reward_bins)
+    config: dict[str, Any] = {
+        "algo": ALGO_DIR,
+        "env": env,
+        "seed": seed,
+        "preset": preset,
+        "device": device,
+        "data": {"path": str(Path(data).resolve())},
+        "settings": _jsonable(settings.to_dict()),
+    }
+    dataset = _read_dataset(data, env, settings.train.horizon)
+    config["data"]["dataset_transitions"] = dataset.num_transitions
+    session = _Session(config, device, dataset)
+    config.update(
+        data=session.data_info(),
+        parameters=parameter_count(session.world_model),
+        argv=list(sys.argv if argv is None else argv),
+        started_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        provenance=provenance(device),
+        resumes=[],
+    )
+    run_dir = rundir.new_run_dir(out, env, ALGO_DIR, seed)
+    rundir.write_json(run_dir / rundir.CONFIG, config)
+    print(f"run directory: {run_dir}")
+    session.run_dir = run_dir
+    return session.train(on_step)
+
+
+def resume_pretrain(
+    run_dir: str | Path,
+    *,
+    steps: int | None = None,
+    device: str | None = None,
+    argv: list[str] | None = None,
+    on_step: Callable[[int], None] | None = None,
+) -> PretrainResult:
+    """Continue ``run_dir`` from ``checkpoints/latest.pt`` (``steps``: a new, larger total)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / rundir.CONFIG).exists():
+        raise ConfigError(f"{run_dir} is not a pretraining run directory (no {rundir.CONFIG})")
+    config = rundir.read_json(run_dir / rundir.CONFIG)
+    if config.get("algo") != ALGO_DIR:
+        raise ConfigError(f"{run_dir} is not a bench.pretrain run directory")
+    checkpoint = run_dir / rundir.CHECKPOINTS / "latest.pt"
+    if not checkpoint.exists():
+        raise ConfigError(f"{run_dir} has no checkpoint to resume from ({checkpoint})")
+    state = torch.load(io.BytesIO(checkpoint.read_bytes()), map_location="cpu", weights_only=False)
+    if steps is not None:
+        if steps < state["trainer"]["steps"]:
+            raise ConfigError(f"--steps {steps} is below the {state['trainer']['steps']} steps already done")
+        config["settings"]["steps"] = steps
+    summary = rundir.read_summary(run_dir)
+    if (
+        summary is not None
+        and summary["status"] == "complete"
+        and state["trainer"]["steps"] >= (config["settings"]["steps"])
+    ):
+        print(f"{run_dir} is already complete")
+        return PretrainResult(run_dir, "complete", 0)
+    device = device or config["device"]
+    session = _Session(config, device)
+    session.run_dir = run_dir
+    session.restore(state)
+    rundir.truncate_rows(run_dir / LOSS_CSV, "step", state["trainer"]["steps"])
+    (run_dir / rundir.SUMMARY).unlink(missing_ok=True)
+    config["resumes"].append(
+        {
+            "argv": list(sys.argv if argv is None else argv),
+            "from_step": state["trainer"]["steps"],
+            "steps": config["settings"]["steps"],
+            "device": device,
+            "utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "provenance": provenance(device),
+        }
+    )
+    rundir.write_json(run_dir / rundir.CONFIG, config)
+    print(f"resuming {run_dir} at step {state['trainer']['steps']}")
+    return session.train(on_step)
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value))
+
+
+def build_parser(env_names: list[str]) -> argparse.ArgumentParser:
+    presets = "\n".join(f"  {name:6s} {PRESET_HELP[name]}" for name in PRESETS)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.pretrain",
+        description="Pretrain a PWM world model on an episode dataset (from bench.run --save-data or "
+        "bench.collect); "
+        f"writes <out>/<env>/{ALGO_DIR}/seed<k>_<UTC time>/.",
+        epilog=f"presets:\n{presets}\n\nexamples:\n"
+        "  python -m bench.pretrain --env ant --data runs/ant/shac/seed0_20250101T000000Z/data\n"
+        f"  python -m bench.pretrain --resume runs/ant/{ALGO_DIR}/seed0_20250101T000000Z --steps 200000\n\n"
+        "exit codes: 0 complete, 2 invalid arguments, 130 Ctrl-C, 143 SIGTERM (both checkpoint first)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--env", choices=env_names, help="env the data was recorded on (required unless --resume)"
+    )
+    parser.add_argument(
+        "--data", metavar="DATA_DIR", help="episode dataset directory (required unless --resume)"
+    )
+    parser.add_argument("--steps", type=int, help="total gradient steps (default: the preset's)")
+    parser.add_argument("--preset", choices=PRESETS, help="settings preset (default: paper)")
+    parser.add_argument("--size", choices=list(SIZES), help="world-model size (default: the preset's)")
+    parser.add_argument("--variant", choices=VARIANTS, help="world-model variant (default simnorm)")
+    parser.add_argument("--reward-bins", type=int, help="0: scalar reward (default); >= 2: two-hot bins")
+    parser.add_argument("--seed", type=int, help="seed of initialisation, episode subset and sampling (0)")
+    parser.add_argument("--device", help="torch device (default cpu; resume: as recorded)")
+    parser.add_argument("--out", help="root directory for new runs (default: runs)")
+    parser.add_argument(
+        "--resume", metavar="RUN_DIR", help="continue RUN_DIR (only --steps and --device may be given)"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(envs.names())
+    args = parser.parse_args(argv)
+    recorded_argv = ["python", "-m", "bench.pretrain", *argv]
+    try:
+        if args.resume:
+            fixed = ("env", "data", "preset", "size", "variant", "reward_bins", "seed", "out")
+            if any(getattr(args, name) is not None for name in fixed):
+                parser.error("--resume takes its settings from the run directory; only --steps and --device")
+            result = resume_pretrain(args.resume, steps=args.steps, device=args.device, argv=recorded_argv)
+        else:
+            if args.env is None or args.data is None:
+                parser.error("--env and --data are required (or --resume RUN_DIR)")
+            result = start_pretrain(
+                args.env,
+                args.data,
+                preset=args.preset or "paper",
+                steps=args.steps,
+                size=args.size,
+                variant=args.variant,
+                reward_bins=args.reward_bins,
+                seed=0 if args.seed is None else args.seed,
+                device=args.device or "cpu",
+                out=args.out or "runs",
+                argv=recorded_argv,
+            )
+    except ConfigError as error:
+        parser.error(str(error))
+    return result.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

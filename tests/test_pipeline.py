@@ -1,0 +1,57 @@
+"""``bench.run --algo pwm`` on the real ant at the smoke preset: the whole pipeline and the direct path."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import rundir
+from bench.pipeline import pipeline_root
+from bench.run import main
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    assert main(["--algo", "pwm", "--env", "ant", "--preset", "smoke", "--out", str(out)]) == 0
+    return out
+
+
+def stage_runs(out, stage):
+    return rundir.find_runs(pipeline_root(out, "ant", 0, "smoke", "online") / stage)
+
+
+def test_pipeline_runs_all_three_stages(pipeline):
+    for stage in ("data", "pretrain", "policy"):
+        runs = stage_runs(pipeline, stage)
+        assert len(runs) == 1, stage
+        assert rundir.read_summary(runs[0])["status"] == "complete"
+    assert (stage_runs(pipeline, "data")[0] / "data" / "dataset.json").exists()
+    policy = rundir.read_eval(stage_runs(pipeline, "policy")[0])
+    assert len(policy) >= 2 and policy["return_mean"].notna().all()
+
+
+def test_running_again_skips_complete_stages(pipeline, capsys):
+    assert main(["--algo", "pwm", "--env", "ant", "--preset", "smoke", "--out", str(pipeline)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("skipped") == 3
+    assert all(len(stage_runs(pipeline, stage)) == 1 for stage in ("data", "pretrain", "policy"))
+
+
+def test_offline_policy_from_a_given_world_model_and_dataset(pipeline, tmp_path):
+    checkpoint = stage_runs(pipeline, "pretrain")[0] / "checkpoints" / "final.pt"
+    data = stage_runs(pipeline, "data")[0] / "data"
+    argv = ["--algo", "pwm", "--env", "ant", "--preset", "smoke", "--variant", "offline", "--out", str(tmp_path)]
+    assert main([*argv, "--world-model", str(checkpoint), "--data", str(data)]) == 0
+    (run,) = rundir.find_runs(tmp_path)
+    summary = rundir.read_summary(run)
+    assert summary["status"] == "complete"
+    assert summary["env_steps"]["training"] == 0 and summary["env_steps"]["data"] > 0
+
+
+def test_world_model_option_is_pwm_only_and_must_exist(tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--algo", "shac", "--env", "ant", "--world-model", str(tmp_path / "x.pt")])
+    assert exit_info.value.code == 2
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--algo", "pwm", "--env", "ant", "--world-model", str(tmp_path / "missing.pt")])
+    assert exit_info.value.code == 2

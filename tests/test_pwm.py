@@ -1,0 +1,338 @@
+"""PWM (algorithms §3.5-§3.8) and its replay buffer, on hand-checkable problems and the toy env."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from algos.dataset import DatasetWriter, load_dataset
+from algos.pwm import PWM, PWMConfig, published_config
+from algos.replay import EpisodeReplay
+from algos.wm_training import WMTrainConfig, WorldModelTrainer, pretrain, world_model_checkpoint
+from algos.world_model import WorldModel, world_model_config
+from bench.collect import collect, random_policy
+from bench.harness import evaluate
+from tests.toy_envs import make_toy_env
+
+TINY = PWMConfig(
+    horizon=8,
+    max_epochs=30,
+    actor_hidden=(32, 32),
+    critic_hidden=(32, 32),
+    actor_lr=1e-3,
+    critic_iterations=4,
+    wm_size="tiny",
+    wm_batch_size=32,
+    wm_steps_per_epoch=4,
+)
+
+
+@pytest.fixture(autouse=True)
+def single_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def save_checkpoint(path: Path, trainer: WorldModelTrainer, data: dict[str, Any]) -> str:
+    buffer = io.BytesIO()
+    torch.save(world_model_checkpoint(trainer, data), buffer)
+    path.write_bytes(buffer.getvalue())
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def toy_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """64 episodes of a uniform random policy on the toy env."""
+    directory = tmp_path_factory.mktemp("toy_data")
+    writer = DatasetWriter(directory, env="toy", obs_dim=4, act_dim=2)
+    collect(make_toy_env(num_envs=16, seed=123), random_policy(2, 0, "cpu"), 64, writer)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def pretrained(toy_data: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A tiny world model pretrained for 200 steps on ``toy_data`` (as bench.pretrain would)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    dataset = load_dataset(toy_data)
+    torch.manual_seed(0)
+    model = WorldModel(4, 2, world_model_config("tiny"))
+    trainer = pretrain(model, dataset, 200, WMTrainConfig(horizon=8, batch_size=64), seed=0)
+    torch.set_num_threads(threads)
+    data = {"path": str(toy_data), "dataset_transitions": dataset.num_transitions}
+    return save_checkpoint(tmp_path_factory.mktemp("wm") / "wm.pt", trainer, data)
+
+
+class ScriptedEnv:
+    """obs = 0, reward 1. Env 0 truncates and env 1 terminates at step 1; env 3 terminates at step 3."""
+
+    num_envs, obs_dim, act_dim, max_episode_steps, device = 4, 1, 1, 1000, "cpu"
+
+    def __init__(self) -> None:
+        self.t = 0
+
+    def reset(self) -> torch.Tensor:
+        return torch.zeros(4, 1)
+
+    detach_state = reset
+
+    def step(self, actions: torch.Tensor) -> tuple[Any, ...]:
+        t, self.t = self.t, self.t + 1
+        obs = torch.zeros(4, 1)
+        truncated = torch.tensor([t == 1, False, False, False])
+        terminated = torch.tensor([False, t == 1, False, t == 3])
+        return obs, torch.ones(4), terminated, truncated, {"obs_before_reset": obs}
+
+
+@pytest.mark.parametrize(("exponent", "expected_loss"), [("H+1", -10.8125 / 16), ("H", -11.375 / 16)])
+def test_actor_loss_and_td_targets_hand_example(tmp_path: Path, exponent: str, expected_loss: float) -> None:
+    # gamma = lambda = 0.5, H = 4, model reward 1, V = 2. Per env (online, real dones from ScriptedEnv):
+    #   env 0 truncated at h=1: -(1.5 + .25*2) = -2, then steps 2-3 -(1.5 + .5*.25*2) = -1.75  -> -3.75
+    #   env 1 terminated at h=1: -(1.5 + 0) = -1.5, then -1.75                              -> -3.25
+    #   env 2 uninterrupted: -(1.875 + .5*.0625*2) = -1.9375 (gamma^(H+1) bootstrap)
+    #   env 3 terminated at the last step: its return is kept, -(1.875 + 0) = -1.875 (reference defect 6)
+    # With bootstrap_exponent "H" the final terms use gamma^m: -4, -3.5, -2, -1.875. Loss = mean / H.
+    model = WorldModel(1, 1, world_model_config("tiny"))
+    with torch.no_grad():
+        model.reward_head[-1].bias.fill_(1.0)
+    checkpoint = save_checkpoint(tmp_path / "wm.pt", WorldModelTrainer(model, WMTrainConfig()), {})
+    config = PWMConfig(
+        horizon=4,
+        gamma=0.5,
+        lam=0.5,
+        actor_hidden=(8,),
+        critic_hidden=(8,),
+        ret_rms=False,
+        critic_iterations=1,
+        wm_size="tiny",
+        bootstrap_exponent=exponent,
+        world_model_checkpoint=checkpoint,
+    )
+    pwm = PWM(ScriptedEnv(), config, seed=0)
+    for member in pwm.critic.members:
+        with torch.no_grad():
+            member[-1].weight.zero_()
+            member[-1].bias.fill_(2.0)
+    metrics = pwm.train_iteration()
+    assert metrics["actor_loss"] == pytest.approx(expected_loss)
+    # TD(lambda) targets G_t = r + gamma * (V' if done else (1 - lam) V' + lam G_{t+1}): envs 0 and 2 all 2;
+    # env 1 (V' = 0 at h=1): 1.75, 1, 2, 2; env 3 (V' = 0 at h=3): 1.984375, 1.9375, 1.75, 1.
+    assert metrics["value_target_mean"] == pytest.approx((8 + 8 + 6.75 + 6.671875) / 16)
+    assert metrics["window_length_mean"] == pytest.approx(16 / 6)
+    assert (metrics["early_terminations"], metrics["truncations"]) == (2.0, 1.0)
+    assert metrics["model_reward_mean"] == pytest.approx(1.0)
+
+
+def test_actor_gradient_reaches_the_actor_only_through_the_frozen_model(
+    toy_data: Path, pretrained: str
+) -> None:
+    config = replace(TINY, mode="offline", world_model_checkpoint=pretrained, dataset=str(toy_data))
+    pwm = PWM(make_toy_env(num_envs=8, seed=0), config, seed=0)
+    frozen = {k: v.clone() for k, v in pwm.world_model.state_dict().items()}
+    actor_before = [p.detach().clone() for p in pwm.actor.parameters()]
+    assert not any(p.requires_grad for p in pwm.world_model.parameters())
+    for _ in range(3):
+        metrics = pwm.train_iteration()
+        assert metrics["actor_grad_norm"] > 0
+    assert all(torch.equal(v, pwm.world_model.state_dict()[k]) for k, v in frozen.items())  # bitwise
+    assert not all(torch.equal(a, b) for a, b in zip(actor_before, pwm.actor.parameters(), strict=True))
+    assert pwm.env_steps_per_iteration == 0 and "wm_loss" not in metrics
+
+    # Cut the action inputs of F and R: the imagined return no longer depends on the actions, and (with the
+    # actor's input detached) no gradient reaches the actor at all.
+    latent = pwm.world_model.config.latent_dim
+    with torch.no_grad():
+        for head in (pwm.world_model.dynamics, pwm.world_model.reward_head):
+            head[0].linear.weight[:, latent : latent + 2] = 0.0
+    assert pwm.train_iteration()["actor_grad_norm"] == 0.0
+
+
+class OneEndEnv(ScriptedEnv):
+    """Two envs, obs = 0, reward 1; env 0 truncates at step ``end`` (None: never)."""
+
+    num_envs = 2
+
+    def __init__(self, end: int | None) -> None:
+        super().__init__()
+        self.end = end
+
+    def reset(self) -> torch.Tensor:
+        return torch.zeros(2, 1)
+
+    detach_state = reset
+
+    def step(self, actions: torch.Tensor) -> tuple[Any, ...]:
+        t, self.t = self.t, self.t + 1
+        obs = torch.zeros(2, 1)
+        truncated = torch.tensor([t == self.end, False])
+        return obs, torch.ones(2), torch.zeros(2, dtype=torch.bool), truncated, {"obs_before_reset": obs}
+
+
+def test_a_real_episode_end_leaves_the_other_envs_gradients_intact(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = WorldModel(1, 1, world_model_config("tiny"))
+    torch.nn.init.normal_(model.reward_head[-1].weight)  # rewards that depend on z and a
+    checkpoint = save_checkpoint(tmp_path / "wm.pt", WorldModelTrainer(model, WMTrainConfig()), {})
+    config = replace(TINY, horizon=4, ret_rms=False, world_model_checkpoint=checkpoint)
+    gradients = []
+    for end in (1, None):
+        torch.manual_seed(1)
+        pwm = PWM(OneEndEnv(end), config, seed=0)
+        window = pwm.imagine(pwm.env.detach_state())
+        gradients.append(torch.autograd.grad(window["per_env_loss"][1], list(pwm.actor.parameters())))
+    # Env 1 imagines the same trajectory whether or not env 0's real episode ended (and its latent reset).
+    assert all(torch.allclose(a, b) for a, b in zip(*gradients, strict=True))
+    assert any(bool(g.abs().sum() > 0) for g in gradients[0])
+
+
+def test_data_env_steps_count_each_dataset_once(toy_data: Path, pretrained: str) -> None:
+    transitions = load_dataset(toy_data).num_transitions
+    offline = replace(TINY, mode="offline", world_model_checkpoint=pretrained, dataset=str(toy_data))
+    assert PWM(make_toy_env(num_envs=4), offline, seed=0).data_env_steps == transitions
+    online = PWM(make_toy_env(num_envs=4), replace(TINY, world_model_checkpoint=pretrained), seed=0)
+    assert online.data_env_steps == transitions and online.replay.num_episodes == 0
+    seeded = PWM(make_toy_env(num_envs=4), replace(TINY, dataset=str(toy_data)), seed=0)
+    assert seeded.replay.num_transitions == transitions and seeded.data_env_steps == transitions
+
+
+def test_pwm_improves_return_on_toy_env(toy_data: Path, pretrained: str) -> None:
+    torch.manual_seed(1)
+    config = replace(TINY, world_model_checkpoint=pretrained, dataset=str(toy_data))
+    pwm = PWM(make_toy_env(num_envs=32, seed=1), config, seed=1)
+    eval_env = make_toy_env(num_envs=16, seed=101)
+
+    def score() -> float:
+        return float(evaluate(eval_env, lambda obs: pwm.act(obs)).returns.mean())
+
+    before = score()
+    for _ in range(config.max_epochs):
+        metrics = pwm.train_iteration()
+    after = score()
+    # The optimum is about 2.3 per step over 64 steps (~140).
+    assert after > 100 and after > before + 50, (before, after)
+    assert metrics["collect_only"] == 0.0 and metrics["wm_steps"] == 4.0
+
+
+def test_fresh_model_collects_until_the_replay_can_sample() -> None:
+    config = replace(TINY, horizon=4, wm_batch_size=8, wm_bootstrap_steps=5, critic_iterations=1)
+    pwm = PWM(make_toy_env(num_envs=4, seed=0, early_termination=False, episode_length=10), config, seed=0)
+    assert pwm.env_steps_per_iteration == 16
+    history = [pwm.train_iteration() for _ in range(5)]
+    # Episodes of 10 steps end during iteration 2 (steps 8-11): iterations 0-2 only collect, iteration 3
+    # learns and trains the model for wm_bootstrap_steps, iteration 4 for wm_steps_per_epoch.
+    assert [m["collect_only"] for m in history] == [1.0, 1.0, 1.0, 0.0, 0.0]
+    assert "actor_loss" not in history[2] and "wm_loss" not in history[2]
+    assert (history[3]["wm_steps"], history[4]["wm_steps"]) == (5.0, 4.0)
+    assert history[4]["replay_episodes"] == 8.0 and history[4]["train_return"] != 0
+
+
+@pytest.mark.parametrize("mode", ["online", "offline"])
+def test_state_dict_continues_bit_exactly(mode: str, toy_data: Path, pretrained: str) -> None:
+    paths = {"world_model_checkpoint": pretrained, "dataset": str(toy_data)} if mode == "offline" else {}
+    config = replace(
+        TINY, mode=mode, horizon=4, wm_batch_size=8, wm_bootstrap_steps=3, critic_iterations=2, **paths
+    )
+
+    def make() -> PWM:
+        return PWM(make_toy_env(num_envs=4, seed=0, episode_length=6), config, seed=0)
+
+    torch.manual_seed(0)
+    reference = make()
+    for _ in range(3):
+        reference.train_iteration()
+    buffer = io.BytesIO()
+    torch.save(reference.state_dict(), buffer)
+    expected = [reference.train_iteration() for _ in range(3)]
+    if mode == "online":
+        assert "wm_loss" in expected[-1]
+
+    torch.manual_seed(123)  # a different initialisation: everything must come from the checkpoint
+    resumed = make()
+    resumed.load_state_dict(torch.load(io.BytesIO(buffer.getvalue()), weights_only=False))
+    assert [resumed.train_iteration() for _ in range(3)] == expected
+    for name in ("actor", "critic"):
+        for a, b in zip(
+            getattr(reference, name).state_dict().values(),
+            getattr(resumed, name).state_dict().values(),
+            strict=True,
+        ):
+            assert torch.equal(a, b)
+    obs = torch.randn(3, 4)
+    assert torch.equal(reference.act(obs), resumed.act(obs))
+
+
+def test_config_validation(tmp_path: Path, pretrained: str) -> None:
+    with pytest.raises(ValueError, match="offline mode needs"):
+        PWM(make_toy_env(), replace(TINY, mode="offline", world_model_checkpoint=pretrained), seed=0)
+    with pytest.raises(ValueError, match="bootstrap_exponent must be one of"):
+        PWMConfig(bootstrap_exponent="H-1")
+    with pytest.raises(ValueError, match="unknown PWM setting"):
+        PWMConfig.from_dict({"horizon": 16, "planning": True})
+    assert PWMConfig.from_dict(PWMConfig().to_dict() | {"actor_hidden": [64]}).actor_hidden == (64,)
+    with pytest.raises(ValueError, match="differs from wm_size"):
+        PWM(make_toy_env(), replace(TINY, wm_variant="mish", world_model_checkpoint=pretrained), seed=0)
+    with pytest.raises(ValueError, match="obs/act dims"):
+        PWM(ScriptedEnv(), replace(TINY, world_model_checkpoint=pretrained), seed=0)
+    ant, ant_envs = published_config("offline", "ant")
+    assert (ant.mode, ant_envs, ant.max_epochs, ant.horizon, ant.critic_iterations) == (
+        "offline",
+        128,
+        15_000,
+        16,
+        8,
+    )
+    assert published_config("online", "humanoid")[1] == 64
+
+
+def episode(length: int, tag: float, obs_dim: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows of an episode of ``length`` transitions: obs = (tag, step), action = step, reward = step."""
+    steps = np.arange(length + 1, dtype=np.float32)
+    obs = np.stack([np.full(length + 1, tag, np.float32), steps], axis=1)[:, :obs_dim]
+    return obs, steps[:, None], steps
+
+
+def test_replay_evicts_oldest_whole_episodes_and_samples_inside_episodes() -> None:
+    replay = EpisodeReplay(capacity=20, obs_dim=2, act_dim=1, device="cpu")
+    for tag, length in enumerate((5, 6, 3)):  # rows 0-5, 6-12, 13-16
+        replay.add(*episode(length, tag))
+    assert (replay.num_episodes, replay.num_transitions) == (3, 14)
+    replay.add(*episode(4, 3))  # 5 rows do not fit after row 16: wraps to 0, evicting episode 0 only
+    assert [start for start, _ in replay.episodes] == [6, 13, 0] and replay.num_transitions == 13
+    replay.add(*episode(7, 4))  # rows 5-12 overlap episode 1: evicted
+    assert [length for _, length in replay.episodes] == [3, 4, 7]
+    assert not replay.can_sample(8) and replay.can_sample(7)
+
+    generator = torch.Generator().manual_seed(0)
+    batch = replay.sample(500, 3, generator)
+    obs = batch["obs"]
+    assert (
+        obs.shape == (500, 4, 2)
+        and batch["action"].shape == (500, 3, 1)
+        and batch["reward"].shape == (500, 3)
+    )
+    assert bool((obs[:, :, 0] == obs[:, :1, 0]).all())  # one episode per window
+    assert bool((obs[:, 1:, 1] - obs[:, :-1, 1] == 1).all())  # consecutive steps
+    assert bool((batch["action"][:, :, 0] == obs[:, 1:, 1]).all())  # a_t, r_t: transition s_t -> s_{t+1}
+    starts = {tuple(row.tolist()) for row in obs[:, 0]}
+    assert len(starts) == 1 + 2 + 5  # windows of 3 transitions in episodes of 3, 4 and 7
+    with pytest.raises(ValueError, match="at least 8 transitions"):
+        replay.sample(1, 8, generator)
+
+    restored = EpisodeReplay(capacity=20, obs_dim=2, act_dim=1, device="cpu")
+    restored.load_state_dict(replay.state_dict())
+    for target in (replay, restored):
+        target.add(*episode(2, 5))
+    a, b = (
+        replay.sample(64, 2, torch.Generator().manual_seed(1)),
+        restored.sample(64, 2, torch.Generator().manual_seed(1)),
+    )
+    assert all(torch.equal(a[k], b[k]) for k in a) and replay.episodes == restored.episodes
