@@ -40,7 +40,8 @@ def test_running_again_skips_complete_stages(pipeline, capsys):
 def test_offline_policy_from_a_given_world_model_and_dataset(pipeline, tmp_path):
     checkpoint = stage_runs(pipeline, "pretrain")[0] / "checkpoints" / "final.pt"
     data = stage_runs(pipeline, "data")[0] / "data"
-    argv = ["--algo", "pwm", "--env", "ant", "--preset", "smoke", "--variant", "offline", "--out", str(tmp_path)]
+    argv = ["--algo", "pwm", "--env", "ant", "--preset", "smoke", "--variant", "offline"]
+    argv += ["--out", str(tmp_path)]
     assert main([*argv, "--world-model", str(checkpoint), "--data", str(data)]) == 0
     (run,) = rundir.find_runs(tmp_path)
     summary = rundir.read_summary(run)
