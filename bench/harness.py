@@ -24,10 +24,8 @@ import math
 import random
 import signal
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -50,6 +48,7 @@ from bench.presets import (
     run_config,
 )
 from bench.provenance import provenance
+from bench.signals import Stop, stop_requests
 
 EXIT_FAILED = 1
 CHECKPOINT_VERSION = 1
@@ -112,38 +111,6 @@ def iqm(values: np.ndarray) -> float:
     ordered = np.sort(np.asarray(values, dtype=np.float64))
     cut = int(0.25 * len(ordered))
     return float(ordered[cut : len(ordered) - cut].mean())
-
-
-class _Stop(Exception):
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-@contextmanager
-def _stop_requests() -> Iterator[dict[str, int]]:
-    """Turn SIGINT/SIGTERM into a request to stop at the next iteration boundary (second Ctrl-C: now)."""
-    request: dict[str, int] = {}
-    if threading.current_thread() is not threading.main_thread():
-        yield request
-        return
-
-    def handler(signum: int, _frame: Any) -> None:
-        if "signum" in request and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        request["signum"] = signum
-        print(
-            f"\n{signal.Signals(signum).name}: stopping after this iteration (Ctrl-C again to abort now)",
-            file=sys.stderr,
-            flush=True,
-        )
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield request
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def _format_duration(seconds: float) -> str:
@@ -407,14 +374,14 @@ class _Session:
             sys.stdout.flush()
 
         try:
-            with _stop_requests() as stop:
+            with stop_requests() as stop:
                 if fresh:
                     report(self.evaluate())
                     self.save_checkpoint()
                     at_boundary = True
                 while self.trainer.iteration < self.trainer.max_iterations:
                     if "signum" in stop:
-                        raise _Stop(stop["signum"])
+                        raise Stop(stop["signum"])
                     at_boundary = False
                     start = time.perf_counter()
                     metrics = self.trainer.train_iteration()
@@ -431,7 +398,7 @@ class _Session:
                     bar.update(1)
                     if on_iteration is not None:
                         on_iteration(self.trainer.iteration)
-        except _Stop as stop_signal:
+        except Stop as stop_signal:
             self.save_checkpoint()
             status, exit_code = "interrupted", 128 + stop_signal.signum
         except KeyboardInterrupt:

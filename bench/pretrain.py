@@ -23,10 +23,8 @@ import io
 import json
 import signal
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -52,6 +50,7 @@ from algos.world_model import SIZES, VARIANTS, WorldModel, WorldModelConfig, wor
 from bench import plotting, rundir
 from bench.presets import ConfigError
 from bench.provenance import provenance
+from bench.signals import Stop, stop_requests
 
 ALGO_DIR = "pwm_pretrain"
 LOSS_CSV = "pretrain.csv"
@@ -152,34 +151,6 @@ class PretrainResult:
     status: str
     """complete or interrupted."""
     exit_code: int
-
-
-class _Stop(Exception):
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-@contextmanager
-def _stop_requests() -> Iterator[dict[str, int]]:
-    """SIGINT/SIGTERM request a stop after the current step (a second Ctrl-C interrupts at once)."""
-    request: dict[str, int] = {}
-    if threading.current_thread() is not threading.main_thread():
-        yield request
-        return
-
-    def handler(signum: int, _frame: Any) -> None:
-        if "signum" in request and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        request["signum"] = signum
-        print(f"\n{signal.Signals(signum).name}: stopping after this step", file=sys.stderr, flush=True)
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield request
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def _read_dataset(data: str | Path, env: str, horizon: int) -> EpisodeDataset:
@@ -293,11 +264,11 @@ class _Session:
             if on_step is not None:
                 on_step(current.steps)
             if "signum" in stop:
-                raise _Stop(stop["signum"])
+                raise Stop(stop["signum"])
 
         status, exit_code, checkpoint = "complete", 0, True
         try:
-            with _stop_requests() as stop:
+            with stop_requests("step") as stop:
                 trainer = pretrain(
                     self.world_model,
                     self.subset,
@@ -307,7 +278,7 @@ class _Session:
                     state=self.state,
                     callback=callback,
                 )
-        except _Stop as stopped:
+        except Stop as stopped:
             status, exit_code = "interrupted", 128 + stopped.signum
         except KeyboardInterrupt:  # mid-step: keep the last periodic checkpoint
             status, exit_code, checkpoint = "interrupted", 128 + signal.SIGINT, False
