@@ -1,7 +1,8 @@
 """Copy the tidy files of finished runs into ``results/``: ``python -m bench.publish RUN_DIR... --out DIR``.
 
 Checkpoints and recorded datasets stay behind (they are large and regenerable); what is copied is what
-``bench.report`` reads: config.json, train.csv, eval.csv, eval_episodes.csv, summary.json. The layout below
+``bench.report`` reads (config.json, train.csv, eval.csv, eval_episodes.csv, summary.json) and, for
+world-model pretraining runs, the loss curve (pretrain.csv and its figure). The layout below
 ``--out`` mirrors the run directory (``<env>/<algo>/seed<k>_<stamp>``).
 """
 
@@ -13,8 +14,17 @@ import sys
 from pathlib import Path
 
 from bench import rundir
+from bench.pretrain import LOSS_CSV, LOSS_FIGURE
 
-TIDY_FILES = (rundir.CONFIG, rundir.TRAIN, rundir.EVAL, rundir.EVAL_EPISODES, rundir.SUMMARY)
+TIDY_FILES = (
+    rundir.CONFIG,
+    rundir.TRAIN,
+    rundir.EVAL,
+    rundir.EVAL_EPISODES,
+    rundir.SUMMARY,
+    LOSS_CSV,
+    f"{LOSS_FIGURE}.png",  # world-model pretraining runs
+)
 
 
 def publish_run(run_dir: Path, out: Path) -> Path:
