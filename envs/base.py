@@ -52,6 +52,10 @@ class LocomotionConfig:
     """Huber-type smoothing of the tangential speed in the friction law (0 = off, the reference)."""
 
 
+# Config fields that, when set, replace the task's engine parameters of the same name.
+PHYSICS_OVERRIDES = ("substeps", "mass_matrix_interval", "contact_ke", "contact_kd", "contact_kf", "contact_mu")
+
+
 def make_config(config_class: type, overrides: dict[str, Any]) -> Any:
     """Instantiate ``config_class`` with ``overrides``, rejecting unknown keys with the valid list."""
     valid = [f.name for f in dataclasses.fields(config_class)]
@@ -114,20 +118,17 @@ class LocomotionEnv:
             raise ValueError(f"device must be 'cpu' or 'cuda[:i]', got {device!r}")
         self.cfg = make_config(self.config_class, overrides)
         self.num_envs = num_envs
-        self.seed = seed
         mjmodel, params, muscles = self.build_physics(self.cfg)
-        for key in (
+        physics_keys = (
             "substeps",
             "mass_matrix_interval",
             "contact_ke",
             "contact_kd",
             "contact_kf",
             "contact_mu",
-        ):
-            if getattr(self.cfg, key) is not None:
-                setattr(params, key, getattr(self.cfg, key))
-        params.friction_smoothing = self.cfg.friction_smoothing
-        params.__post_init__()
+        )
+        changes = {key: getattr(self.cfg, key) for key in physics_keys if getattr(self.cfg, key) is not None}
+        params = dataclasses.replace(params, friction_smoothing=self.cfg.friction_smoothing, **changes)
         warp_device = "cpu" if self.device.type == "cpu" else f"cuda:{self.device.index or 0}"
         self.model: Model = build_model(mjmodel, params, device=warp_device, muscles=muscles)
         self.sim = Simulator(self.model, num_envs)

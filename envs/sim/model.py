@@ -13,7 +13,7 @@ world-frame vectors at the world origin, ordered (angular, linear).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import mujoco
 import numpy as np
@@ -109,7 +109,6 @@ class Model:
     segment_point_a: wp.array | None = None
     segment_link_b: wp.array | None = None
     segment_point_b: wp.array | None = None
-    info: dict = field(default_factory=dict)
 
     @property
     def num_contacts(self) -> int:
