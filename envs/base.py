@@ -53,7 +53,14 @@ class LocomotionConfig:
 
 
 # Config fields that, when set, replace the task's engine parameters of the same name.
-PHYSICS_OVERRIDES = ("substeps", "mass_matrix_interval", "contact_ke", "contact_kd", "contact_kf", "contact_mu")
+PHYSICS_OVERRIDES = (
+    "substeps",
+    "mass_matrix_interval",
+    "contact_ke",
+    "contact_kd",
+    "contact_kf",
+    "contact_mu",
+)
 
 
 def make_config(config_class: type, overrides: dict[str, Any]) -> Any:
