@@ -301,8 +301,8 @@ def mass_matrix(
     link_parent: wp.array(dtype=wp.int32),
     link_mass: wp.array(dtype=f64),
     num_links: int,
-    mass_pair_row: wp.array(dtype=wp.int32),
-    mass_pair_col: wp.array(dtype=wp.int32),
+    mass_row_start: wp.array(dtype=wp.int32),
+    mass_row_col: wp.array(dtype=wp.int32),
     dof_link: wp.array(dtype=wp.int32),
     body_h: wp.array2d(dtype=vec3),
     body_J: wp.array2d(dtype=mat33),
@@ -312,7 +312,11 @@ def mass_matrix(
     children_J: wp.array2d(dtype=mat33),
     H: wp.array3d(dtype=f64),
 ):
-    """Joint-space mass matrix by composite rigid bodies: H[d, c] = S_c^T I_subtree(d) S_d."""
+    """Joint-space mass matrix by composite rigid bodies: H[d, c] = S_c^T I_subtree(d) S_d.
+
+    Row d lists its nonzero columns (dofs of the link's ancestors and its own) in
+    mass_row_col[mass_row_start[d]:mass_row_start[d + 1]]; I_subtree(d) S_d is computed once per row.
+    """
     e = wp.tid()
     # children_* arrive zeroed and collect the subtrees below each link; a link reads its entry only after
     # all its children (higher indices) have pushed theirs, so every read sees the final value.
@@ -323,9 +327,7 @@ def mass_matrix(
             wp.atomic_add(children_m, e, p, children_m[e, link] + link_mass[link])
             wp.atomic_add(children_h, e, p, children_h[e, link] + body_h[e, link])
             wp.atomic_add(children_J, e, p, children_J[e, link] + body_J[e, link])
-    for k in range(mass_pair_row.shape[0]):
-        d = mass_pair_row[k]
-        c = mass_pair_col[k]
+    for d in range(mass_row_start.shape[0] - 1):
         link = dof_link[d]
         F = inertia_times(
             children_m[e, link] + link_mass[link],
@@ -333,10 +335,12 @@ def mass_matrix(
             children_J[e, link] + body_J[e, link],
             joint_S[e, d],
         )
-        value = wp.dot(joint_S[e, c], F)
-        H[e, d, c] = value
-        if c != d:
-            H[e, c, d] = value
+        for k in range(mass_row_start[d], mass_row_start[d + 1]):
+            c = mass_row_col[k]
+            value = wp.dot(joint_S[e, c], F)
+            H[e, d, c] = value
+            if c != d:
+                H[e, c, d] = value
 
 
 @wp.kernel

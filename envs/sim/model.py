@@ -93,8 +93,9 @@ class Model:
     link_limit_kd: wp.array
     link_spring_ref: wp.array
     dof_armature: wp.array
-    mass_pair_row: wp.array
-    mass_pair_col: wp.array
+    mass_row_start: wp.array
+    """Row d of the mass matrix has its nonzero columns at mass_row_col[start[d]:start[d + 1]]."""
+    mass_row_col: wp.array
     dof_link: wp.array
     contact_link: wp.array
     contact_point: wp.array
@@ -299,8 +300,8 @@ def build_model(
         link_limit_kd=arr(per_link["lkd"], wp.float64),
         link_spring_ref=arr(per_link["ref"], wp.float64),
         dof_armature=arr(armature, wp.float64),
-        mass_pair_row=arr(rows, wp.int32),
-        mass_pair_col=arr(cols, wp.int32),
+        mass_row_start=arr(np.searchsorted(rows, np.arange(nv + 1)), wp.int32),
+        mass_row_col=arr(cols, wp.int32),
         dof_link=arr(dof_link, wp.int32),
         contact_link=arr(np.array(contact_links, dtype=np.int32).reshape(-1), wp.int32),
         contact_point=arr(np.array(contact_points).reshape(-1, 3), wp.vec3d),
