@@ -82,6 +82,31 @@ class MassMatrixBuffers:
         )
 
 
+class OpSequence:
+    """Prebuilt Warp operations run in order: as one captured graph on the CPU (replayed in C++, no
+    Python per launch), on CUDA as plain launches on torch's current stream so that they are ordered
+    with the torch copies around them.
+    """
+
+    def __init__(self, device: str, ops: list):
+        self.device, self.ops, self.graph = device, ops, None
+        if wp.get_device(device).is_cpu:
+            wp.capture_begin(device=device)
+            try:
+                for op in ops:
+                    op()
+            finally:
+                self.graph = wp.capture_end(device=device)
+
+    def run(self) -> None:
+        if self.graph is not None:
+            wp.capture_launch(self.graph)
+            return
+        with wp.ScopedStream(wp.stream_from_torch(torch.cuda.current_stream(self.device))):
+            for op in self.ops:
+                op()
+
+
 class Simulator:
     """Steps ``num_envs`` copies of ``model``; torch float64 tensors in and out."""
 
@@ -299,18 +324,25 @@ class Simulator:
             self._input_mf = _zeros(
                 (self.num_envs, max(self.model.muscle_count, 1)), wp.float64, self.model.device, False
             )
-            self._plans = {}
+            self._forward = OpSequence(self.model.device, self._forward_ops())
         wp.to_torch(self._inputs.q).copy_(q.detach())
         wp.to_torch(self._inputs.qd).copy_(qd.detach())
         wp.to_torch(self._input_act).copy_(actuation.detach())
         if muscle_force is not None and muscle_force.numel():
             wp.to_torch(self._input_mf).copy_(muscle_force.detach())
+        self._forward.run()
+        out = self._scratch[(self.substeps - 1) % 2]
+        return wp.to_torch(out.q).clone(), wp.to_torch(out.qd).clone()
+
+    def _forward_ops(self) -> list:
+        """The S substeps of a control step from the fixed input buffers, as prebuilt operations."""
+        plans: dict[tuple[bool, int, bool], list] = {}
+        ops = []
         for s in range(self.substeps):
             key = (s == 0, s % 2, s % self.refresh_every == 0)
-            plan = self._plans.get(key)
-            if plan is None:
+            if key not in plans:
                 source = self._inputs if s == 0 else self._scratch[(s - 1) % 2]
-                plan = self._plans[key] = []
+                plans[key] = []
                 self._substep(
                     source.q,
                     source.qd,
@@ -320,12 +352,10 @@ class Simulator:
                     self._scratch_mass,
                     key[2],
                     None,
-                    plan,
+                    plans[key],
                 )
-            for op in plan:
-                op()
-        out = self._scratch[(self.substeps - 1) % 2]
-        return wp.to_torch(out.q).clone(), wp.to_torch(out.qd).clone()
+            ops += plans[key]
+        return ops
 
     @staticmethod
     def _prebuilt_adjoint(tape: wp.Tape) -> list:
@@ -393,21 +423,18 @@ class Simulator:
             wp.to_torch(self._taped_mf).copy_(muscle_force.detach())
         if self._tape is None:
             # Record the substeps once on fixed buffers; later calls replay the same launches.
-            self._tape, self._taped_plan = wp.Tape(), []
+            self._tape, replay = wp.Tape(), []
             with self._tape:
                 self._run_taped(self._tape, None)
-            self._run_taped(None, self._taped_plan)
-            self._adjoint_plan = self._prebuilt_adjoint(self._tape)
-        else:
-            for op in self._taped_plan:
-                op()
+            self._run_taped(None, replay)
+            zero_grads = [g.zero_ for g in self._taped_grads]
+            self._taped_forward = OpSequence(dev, zero_grads + replay)
+            self._taped_adjoint = OpSequence(dev, self._prebuilt_adjoint(self._tape))
+        self._taped_forward.run()
         wq, wqd = self._taped[-1].q, self._taped[-1].qd
-        for g in self._taped_grads:
-            g.zero_()
-        wp.copy(wq.grad, wp.from_torch(adj_q_out.detach().to(torch.float64).contiguous()))
-        wp.copy(wqd.grad, wp.from_torch(adj_qd_out.detach().to(torch.float64).contiguous()))
-        for op in self._adjoint_plan:
-            op()
+        wp.to_torch(wq.grad).copy_(adj_q_out.detach())
+        wp.to_torch(wqd.grad).copy_(adj_qd_out.detach())
+        self._taped_adjoint.run()
         adj_q = wp.to_torch(start.q.grad).clone()
         adj_qd = wp.to_torch(start.qd.grad).clone()
         adj_act = wp.to_torch(self._taped_act.grad).clone()
