@@ -314,13 +314,15 @@ class _Session:
         elapsed = time.perf_counter() - self.session_start
         eta = elapsed / done * remaining if done else (0.0 if remaining == 0 else math.inf)
         rate = self.env_steps / self.train_time_s if self.train_time_s > 0 else 0.0
+        iteration_rate = self.trainer.iteration / self.train_time_s if self.train_time_s > 0 else 0.0
         return (
             f"[{self.config['algo']} {self.config['env']} seed {self.config['seed']}] "
             f"iteration {self.trainer.iteration:,}/{self.trainer.max_iterations:,} "
             f"({100 * self.trainer.iteration / self.trainer.max_iterations:.0f}%) | "
             f"env-steps {self.env_steps:,} | "
             f"return {row['return_mean']:.1f} ± {row['return_std']:.1f} (IQM {row['return_iqm']:.1f}) | "
-            f"{rate:,.0f} steps/s | elapsed {_format_duration(self.wall_time_s())} | "
+            f"{rate:,.0f} steps/s, {iteration_rate:.2f} it/s | "
+            f"elapsed {_format_duration(self.wall_time_s())} | "
             f"ETA {_format_duration(eta)}"
         )
 
