@@ -83,7 +83,8 @@ class ReportOptions:
 def load_runs(results_dir: str | Path, include_incomplete: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Read all runs below ``results_dir``.
 
-    Returns ``(table, runs)``: the tidy table of evaluation rows of the runs used, and one row per run dir
+    Returns ``(table, runs)``: the tidy table of evaluation rows of the runs used (``env_steps`` counts the
+    env steps consumed, training plus offline data as ``data_env_steps``), and one row per run dir
     found (``run, algo, env, seed, status, n_evals, used``). Status is ``complete``, ``incomplete``
     (summary.json missing or its status is not "complete"), ``no-evaluations`` or ``unreadable``.
     """
@@ -122,7 +123,8 @@ def load_runs(results_dir: str | Path, include_incomplete: bool = False) -> tupl
             "env": ev["env"].astype(str),
             "seed": ev["seed"].astype(int),
             "run": ev["run"],
-            "env_steps": ev["env_steps"].astype(float),
+            # Env steps consumed: training plus those that generated offline data (evaluation spec §1).
+            "env_steps": ev["env_steps"].astype(float) + ev["data_env_steps"].fillna(0).astype(float),
             "wall_time_s": ev["wall_time_s"].astype(float),
             "train_time_s": ev["train_time_s"].astype(float),
             "return": ev["return_mean"].astype(float),
