@@ -287,3 +287,14 @@ def test_published_reader_turns_wide_curves_into_the_tidy_table(tmp_path):
     assert set(published.read_curves(tmp_path, ablations=True)["algo"]) == {"PWM", "SHAC", "PWM (ReLU MLP)"}
     assert published.parse_name("tdmpc2_humanoidsnu") == ("TD-MPC2", "SNUHumanoid", False)
     assert published.parse_name("pwm_ant_bsz32") is None
+
+
+def test_env_steps_include_the_env_steps_that_generated_offline_data(tmp_path):
+    """Evaluation spec §1: an offline learner's env-step count includes its data (data_env_steps)."""
+    run = rundir.new_run_dir(tmp_path, "Ant", "pwm", 0)
+    rundir.write_json(run / rundir.CONFIG, {"algo": "pwm", "env": "Ant", "seed": 0})
+    row = dict.fromkeys(rundir.EVAL_COLUMNS, 1.0) | {"env_steps": 0, "data_env_steps": 5000}
+    rundir.append_rows(run / rundir.EVAL, rundir.EVAL_COLUMNS, [row, row | {"env_steps": 100}])
+    rundir.write_json(run / rundir.SUMMARY, {"status": "complete"})
+    table, _ = report.load_runs(tmp_path)
+    assert list(table["env_steps"]) == [5000.0, 5100.0]
