@@ -132,6 +132,8 @@ def test_unknown_env_and_override_name_the_valid_choices():
         envs.make("ant", num_envs=0)
 
 
+# Observations are unbounded (velocities, positions), which the checker flags as a warning only.
+@pytest.mark.filterwarnings("ignore:.*observation space (minimum|maximum) value is:UserWarning")
 def test_gymnasium_single_env_passes_check_env_and_vector_env_steps():
     check_env(gymnasium.make("warpbench/Ant-v0").unwrapped, skip_render_check=True)
     vec = gymnasium.make_vec("warpbench/Humanoid-v0", num_envs=3, vectorization_mode="vector_entry_point")
