@@ -126,15 +126,9 @@ class LocomotionEnv:
         self.cfg = make_config(self.config_class, overrides)
         self.num_envs = num_envs
         mjmodel, params, muscles = self.build_physics(self.cfg)
-        physics_keys = (
-            "substeps",
-            "mass_matrix_interval",
-            "contact_ke",
-            "contact_kd",
-            "contact_kf",
-            "contact_mu",
-        )
-        changes = {key: getattr(self.cfg, key) for key in physics_keys if getattr(self.cfg, key) is not None}
+        changes = {
+            key: getattr(self.cfg, key) for key in PHYSICS_OVERRIDES if getattr(self.cfg, key) is not None
+        }
         params = dataclasses.replace(params, friction_smoothing=self.cfg.friction_smoothing, **changes)
         warp_device = "cpu" if self.device.type == "cpu" else f"cuda:{self.device.index or 0}"
         self.model: Model = build_model(mjmodel, params, device=warp_device, muscles=muscles)

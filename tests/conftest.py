@@ -3,8 +3,21 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
+import torch
 
 _SHARED_SNU = Path(__file__).resolve().parents[2] / "shared" / "assets" / "snu"
 if "WARPBENCH_SNU_DIR" not in os.environ and _SHARED_SNU.is_dir():
     os.environ["WARPBENCH_SNU_DIR"] = str(_SHARED_SNU)
+
+
+@pytest.fixture(autouse=True)
+def single_thread() -> Iterator[None]:
+    """Tiny networks run fastest on one torch thread, and tests do not fight over shared cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

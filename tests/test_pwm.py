@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -32,14 +31,6 @@ TINY = PWMConfig(
     wm_batch_size=32,
     wm_steps_per_epoch=4,
 )
-
-
-@pytest.fixture(autouse=True)
-def single_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def save_checkpoint(path: Path, trainer: WorldModelTrainer, data: dict[str, Any]) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -25,15 +24,6 @@ TINY = SHACConfig(
     critic_hidden=(32, 32),
     critic_iterations=4,
 )
-
-
-@pytest.fixture(autouse=True)
-def single_thread() -> Iterator[None]:
-    """Tiny networks run fastest on one thread (and do not fight over shared cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_td_lambda_targets_hand_computed() -> None:

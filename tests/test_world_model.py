@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -22,14 +21,6 @@ from algos.wm_training import (
     world_model_checkpoint,
 )
 from algos.world_model import SimNorm, WorldModel, WorldModelConfig, symlog, world_model_config
-
-
-@pytest.fixture(autouse=True)
-def single_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def on_simplices(x: torch.Tensor, group: int = 8) -> bool:
