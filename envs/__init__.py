@@ -7,22 +7,24 @@ Env protocol (what algorithms may rely on; all tensors are torch, batched over `
     obs = env.reset()                       # [N, obs_dim] float32, resets every env
     obs, reward, terminated, truncated, info = env.step(actions)   # actions [N, act_dim] in [-1, 1]
     info["obs_before_reset"]                # [N, obs_dim]: the observation reached before auto-reset
+    info["reward_terms"]                    # name -> [N]: the reward's terms (they sum to it)
     obs = env.detach_state()                # cut the autograd graph here (SHAC window start)
     env.state_dict(), env.load_state_dict(state)                   # exact resume
 
 ``step`` is differentiable through torch autograd with respect to the actions and the incoming state
 whenever grad mode is on; envs that are done are reset inside ``step`` (which cuts their gradient path).
+
+Importing this package is cheap: task modules (torch, MuJoCo, Warp) load on the first ``make``; the
+gymnasium ids are registered as entry-point strings, so ``gymnasium.make("warpbench/Ant-v0")`` works
+after ``import envs`` without loading anything else.
 """
 
-from envs.gym_adapter import register_gym_ids
-from envs.registry import make, names, register
-from envs.tasks.ant import Ant
-from envs.tasks.humanoid import Humanoid
-from envs.tasks.snu_humanoid import SnuHumanoid
+from envs.gym_ids import register_gym_ids
+from envs.registry import make, names, parse_override, register
 
-register("ant", Ant)
-register("humanoid", Humanoid)
-register("snu_humanoid", SnuHumanoid)
+register("ant", "envs.tasks.ant:Ant")
+register("humanoid", "envs.tasks.humanoid:Humanoid")
+register("snu_humanoid", "envs.tasks.snu_humanoid:SnuHumanoid")
 register_gym_ids()
 
-__all__ = ["make", "names", "register"]
+__all__ = ["make", "names", "parse_override", "register"]

@@ -9,6 +9,7 @@ up axis (MuJoCo assets are Z-up).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,9 @@ import numpy as np
 import torch
 
 from envs import rotations as rot
+from envs.layout import ObsLayout
+from envs.memory import check_fits
+from envs.options import build_config, setting
 from envs.sim.autograd import control_step
 from envs.sim.model import Model, PhysicsParams, build_model
 from envs.sim.simulator import Simulator
@@ -25,30 +29,37 @@ from envs.sim.simulator import Simulator
 
 @dataclass
 class LocomotionConfig:
-    """Options every locomotion env accepts as ``envs.make(name, **overrides)``."""
+    """Options every locomotion env accepts as ``envs.make(name, **overrides)``.
 
-    episode_length: int = 1000
+    Each field's type and range (``setting``) is checked when the env is made and when CLI text is
+    parsed (``envs.parse_override``): this dataclass is the one table of env settings.
+    """
+
+    episode_length: int = setting(1000, minimum=1)
     """Control steps before truncation."""
     early_termination: bool = True
     """Terminate when the root height falls below the task's threshold (invalid states always terminate)."""
     stochastic_init: bool = True
-    """Add the task's uniform reset noise at every reset (spec §7.5)."""
-    reward_timing: str = "pre"
+    """Add the task's uniform reset noise at every reset (docs/quirks.md, envs §7.5)."""
+    reward_timing: str = setting("pre", choices=("pre", "post"))
     """'pre': reward from the observation before the action (fork, Q1); 'post': after it (DiffRL)."""
     nan_grad_fix: bool = False
     """Replace NaN gradients flowing into state and actions by 0, counting them (Q11)."""
-    dtype: str = "float32"
-    """Dtype of observations and rewards ('float32' or 'float64'; the engine always runs in float64)."""
-    substeps: int | None = None
+    dtype: str = setting("float32", choices=("float32", "float64"))
+    """Dtype of observations and rewards (the engine always runs in float64)."""
+    substeps: int | None = setting(None, minimum=1)
     """Physics substeps per control step (None: the task's value)."""
-    mass_matrix_interval: int | None = None
+    mass_matrix_interval: int | None = setting(None, minimum=1)
     """Mass-matrix refresh interval in substeps (None: the task's value)."""
-    contact_ke: float | None = None
-    """Contact stiffness (None: the task's value); likewise contact_kd, contact_kf, contact_mu."""
-    contact_kd: float | None = None
-    contact_kf: float | None = None
-    contact_mu: float | None = None
-    friction_smoothing: float = 0.0
+    contact_ke: float | None = setting(None, minimum=0.0)
+    """Contact stiffness (None: the task's value)."""
+    contact_kd: float | None = setting(None, minimum=0.0)
+    """Contact damping (None: the task's value)."""
+    contact_kf: float | None = setting(None, minimum=0.0)
+    """Contact friction stiffness (None: the task's value)."""
+    contact_mu: float | None = setting(None, minimum=0.0)
+    """Friction coefficient (None: the task's value)."""
+    friction_smoothing: float = setting(0.0, minimum=0.0)
     """Huber-type smoothing of the tangential speed in the friction law (0 = off, the reference)."""
 
 
@@ -61,22 +72,6 @@ PHYSICS_OVERRIDES = (
     "contact_kf",
     "contact_mu",
 )
-
-
-def make_config(config_class: type, overrides: dict[str, Any]) -> Any:
-    """Instantiate ``config_class`` with ``overrides``, rejecting unknown keys with the valid list."""
-    valid = [f.name for f in dataclasses.fields(config_class)]
-    unknown = sorted(set(overrides) - set(valid))
-    if unknown:
-        raise ValueError(f"unknown override(s) {unknown}; valid keys: {', '.join(valid)}")
-    cfg = config_class(**overrides)
-    if cfg.reward_timing not in ("pre", "post"):
-        raise ValueError(f"reward_timing must be 'pre' or 'post', got {cfg.reward_timing!r}")
-    if cfg.dtype not in ("float32", "float64"):
-        raise ValueError(f"dtype must be 'float32' or 'float64', got {cfg.dtype!r}")
-    if cfg.episode_length < 1:
-        raise ValueError("episode_length must be >= 1")
-    return cfg
 
 
 class LocomotionEnv:
@@ -107,7 +102,9 @@ class LocomotionEnv:
         """Map clipped actions to (generalized forces [N, nv], muscle forces [N, M] or None), float64."""
         raise NotImplementedError
 
-    def reward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    def reward_terms(self, o: dict[str, torch.Tensor], actions: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Named [N] reward terms from the named observation ``o`` (``obs_layout.split``); their sum,
+        in this order, is the reward."""
         raise NotImplementedError
 
     def joint_observation(self, q: torch.Tensor) -> torch.Tensor:
@@ -123,7 +120,7 @@ class LocomotionEnv:
             raise ValueError("device 'cuda' requested but torch sees no CUDA device; use device='cpu'")
         if self.device.type not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda[:i]', got {device!r}")
-        self.cfg = make_config(self.config_class, overrides)
+        self.cfg = build_config(self.config_class, overrides)
         self.num_envs = num_envs
         mjmodel, params, muscles = self.build_physics(self.cfg)
         changes = {
@@ -132,6 +129,7 @@ class LocomotionEnv:
         params = dataclasses.replace(params, friction_smoothing=self.cfg.friction_smoothing, **changes)
         warp_device = "cpu" if self.device.type == "cpu" else f"cuda:{self.device.index or 0}"
         self.model: Model = build_model(mjmodel, params, device=warp_device, muscles=muscles)
+        check_fits(self.model, num_envs, self.device)
         self.sim = Simulator(self.model, num_envs)
         self.nq, self.nv = self.model.nq, self.model.nv
         self.max_episode_steps = self.cfg.episode_length
@@ -151,11 +149,21 @@ class LocomotionEnv:
         )
         self.generator = torch.Generator(device="cpu").manual_seed(seed)
         self.nan_grad_count = 0
-        self.obs_dim = int(
-            self.observe(
-                self.start_q[None], torch.zeros(1, self.nv, **f64), torch.zeros(1, self.act_dim, **f64)
-            ).shape[1]
-        )
+        blocks = [
+            ("height", 1),
+            ("rotation", 4),
+            ("velocity", 3),
+            ("angular_velocity", 3),
+            ("joint_q", self.nq - 7),
+            ("joint_qd", self.nv - 6),
+            ("up", 1),
+            ("heading", 1),
+        ]
+        if self.with_previous_action:
+            blocks.append(("previous_action", self.act_dim))
+        self.obs_layout = ObsLayout(blocks)
+        """Named blocks of the observation (envs §7.3); ``obs_layout.split(obs)["height"]`` etc."""
+        self.obs_dim = self.obs_layout.dim
         self.reset()
 
     # -- observation ------------------------------------------------------------------------------
@@ -175,10 +183,19 @@ class LocomotionEnv:
         to_target = to_target * pos.new_tensor([1.0, 0.0, 1.0])
         target_dir = to_target / torch.linalg.vector_norm(to_target, dim=1, keepdim=True).clamp_min(1e-12)
         heading = (heading_vec * target_dir).sum(dim=1, keepdim=True)
-        parts = [pos[:, 1:2], root_rot, v, w, self.joint_observation(q), 0.1 * qd[:, 6:], up[:, 1:2], heading]
+        parts = {
+            "height": pos[:, 1:2],
+            "rotation": root_rot,
+            "velocity": v,
+            "angular_velocity": w,
+            "joint_q": self.joint_observation(q),
+            "joint_qd": 0.1 * qd[:, 6:],
+            "up": up[:, 1:2],
+            "heading": heading,
+        }
         if self.with_previous_action:
-            parts.append(last_action)
-        return torch.cat(parts, dim=1)
+            parts["previous_action"] = last_action
+        return self.obs_layout.join(parts)
 
     # -- state ----------------------------------------------------------------------------------
     def _uniform(self, shape: tuple[int, ...], bound: float) -> torch.Tensor:
@@ -290,18 +307,23 @@ class LocomotionEnv:
         q, qd = control_step(self.sim, q, qd, joint_force, muscle_force)
         self.progress = self.progress + 1
         obs = self.observe(q, qd, a)
-        reward = self.reward(self.obs if self.cfg.reward_timing == "pre" else obs, a)
+        named = self.obs_layout.split(obs)
+        terms = self.reward_terms(
+            self.obs_layout.split(self.obs) if self.cfg.reward_timing == "pre" else named, a
+        )
         invalid = ~(torch.isfinite(q).all(1) & torch.isfinite(qd).all(1))
         invalid |= (q.abs() > 1e6).any(1) | (qd.abs() > 1e6).any(1)
-        reward = torch.where(invalid, torch.zeros_like(reward), reward)
+        terms = {name: torch.where(invalid, torch.zeros_like(term), term) for name, term in terms.items()}
+        reward = functools.reduce(torch.add, terms.values())
         terminated = invalid.clone()
         if self.cfg.early_termination:
-            terminated |= obs[:, 0] < self.termination_height
+            terminated |= named["height"] < self.termination_height
         truncated = self.progress >= self.cfg.episode_length
         info = {
             "obs_before_reset": obs.to(self.obs_dtype),
             "invalid": invalid,
-            "primal": obs[:, 5].detach().to(self.obs_dtype),
+            "primal": named["velocity"][:, 0].detach().to(self.obs_dtype),
+            "reward_terms": {name: term.detach().to(self.obs_dtype) for name, term in terms.items()},
         }
         done = terminated | truncated
         self.last_action = a

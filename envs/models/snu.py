@@ -27,10 +27,10 @@ Conventions (MuJoCo's, which differ from the spec's dflex conventions):
 - World: gravity (0, −9.81, 0); a ground plane at y = 0 with normal +y (a MuJoCo plane rotated −90° about
   x). Collision filter: boxes have contype 1/conaffinity 0 and the plane contype 0/conaffinity 1, so MuJoCo
   only collides boxes with the ground (the warpbench engine uses the 8 corners of each box instead).
-- ``opt.timestep`` is the spec's SNU substep 1/(60·48) s.
-- Start state (spec §8.4): ``qpos0`` has the pelvis frame at (0, 1.0, 0) rotated +90° about y, ball joints
-  at identity and hinges at 0, so ``mujoco.mj_resetData`` gives the start state. ``SnuModel.rest_qpos`` has
-  the pelvis at its XML rest transform instead (body frames = XML world joint frames).
+- ``qpos0`` (= ``SnuModel.rest_qpos``) is the XML rest pose: the pelvis at its XML joint frame, ball joints
+  at identity, hinges at 0 (body frames = XML world joint frames). The task's physical parameters (start
+  pose, substeps, contact material) live in ``envs/tasks/snu_humanoid.py``; MuJoCo's own ``opt.timestep``
+  and geom friction are left at MuJoCo's defaults, so whoever steps this model with MuJoCo sets them.
 
 Data quirks (kept as in the file, like the reference): the ``FemurR``/``FemurL`` body rotations are not
 orthonormal (third row starts with −0.21/+0.21, so the first column has length 1.02 and the matrix is not
@@ -76,10 +76,6 @@ KEPT_BODY_NAMES: frozenset[str] = frozenset(
 )
 """Lower-body nodes kept by the reference (spec §8.2); MuJoCo body order follows the file order."""
 
-START_ROOT_POS = (0.0, 1.0, 0.0)
-START_ROOT_QUAT = (math.cos(math.pi / 4), 0.0, math.sin(math.pi / 4), 0.0)
-"""Start orientation of the pelvis frame: +90° about y, (w, x, y, z)."""
-
 REFERENCE_MASS = 15.0
 """s = m / REFERENCE_MASS scales the per-joint passive parameters (spec §8.4)."""
 JOINT_STIFFNESS_SCALE = 5.0  # k_e = 5·sqrt(s)
@@ -87,9 +83,6 @@ JOINT_DAMPING = 2.0  # k_d (unscaled)
 JOINT_ARMATURE = 0.05  # unscaled
 LIMIT_STIFFNESS_SCALE = 1.0e3  # k_le = 1e3·s
 LIMIT_DAMPING_SCALE = 10.0  # k_ld = 10·s
-CONTACT_MATERIAL = {"ke": 5.0e3, "kd": 2.0e3, "kf": 1.0e3, "mu": 0.5}
-"""Ground-contact material of every box corner (spec §7.2/§8.4); not used by MuJoCo itself."""
-SUBSTEP_DT = 1.0 / (60.0 * 48.0)
 
 _JOINT_TYPES = {
     "Free": mujoco.mjtJoint.mjJNT_FREE,
@@ -294,7 +287,6 @@ def build_snu_spec(nodes: list[SkeletonNode]) -> mujoco.MjSpec:
     if hasattr(spec.compiler, "alignfree"):
         spec.compiler.alignfree = False
     spec.option.gravity = [0.0, -9.81, 0.0]
-    spec.option.timestep = SUBSTEP_DT
     spec.worldbody.add_geom(
         name="ground",
         type=mujoco.mjtGeom.mjGEOM_PLANE,
@@ -302,7 +294,6 @@ def build_snu_spec(nodes: list[SkeletonNode]) -> mujoco.MjSpec:
         quat=list(_GROUND_QUAT),
         contype=0,
         conaffinity=1,
-        friction=[CONTACT_MATERIAL["mu"], 0.005, 0.0001],
     )
 
     joint_frames: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -312,7 +303,7 @@ def build_snu_spec(nodes: list[SkeletonNode]) -> mujoco.MjSpec:
         joint_frames[node.name] = (node.joint_translation, joint_quat)
         if node.parent is None:
             parent_body = spec.worldbody
-            body_pos, body_quat = np.array(START_ROOT_POS), np.array(START_ROOT_QUAT)
+            body_pos, body_quat = node.joint_translation, joint_quat
         else:
             if node.parent not in spec_bodies:
                 raise ValueError(f"node {node.name!r}: parent {node.parent!r} is not built before it")
@@ -354,7 +345,6 @@ def build_snu_spec(nodes: list[SkeletonNode]) -> mujoco.MjSpec:
             density=node.mass / float(np.prod(node.size)),
             contype=1,
             conaffinity=0,
-            friction=[CONTACT_MATERIAL["mu"], 0.005, 0.0001],
         )
     return spec
 

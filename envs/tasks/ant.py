@@ -48,6 +48,11 @@ class Ant(LocomotionEnv):
         forces[:, 6:] = self.gear * actions
         return forces, None
 
-    def reward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        # v_x + 0.1 up + heading + (h - 0.27); the action cost has weight 0 in the reference.
-        return obs[:, 5] + 0.1 * obs[:, 27] + obs[:, 28] + (obs[:, 0] - self.termination_height)
+    def reward_terms(self, o: dict[str, torch.Tensor], actions: torch.Tensor) -> dict[str, torch.Tensor]:
+        # The action cost has weight 0 in the reference (envs §7.4), so it is not a term.
+        return {
+            "progress": o["velocity"][:, 0],
+            "up": 0.1 * o["up"],
+            "heading": o["heading"],
+            "height": o["height"] - self.termination_height,
+        }

@@ -66,7 +66,12 @@ class Humanoid(LocomotionEnv):
         forces[:, 6:] = 0.35 * actions * actions.new_tensor(STRENGTHS)
         return forces, None
 
-    def reward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        d = torch.clamp(obs[:, 0] - (self.termination_height + 0.1), -1.0, 0.1)
-        height = torch.where(d < 0, -200.0 * d * d, 10.0 * d)
-        return obs[:, 5] + 0.1 * obs[:, 53] + 1.0 * obs[:, 54] + height - 0.002 * (actions * actions).sum(1)
+    def reward_terms(self, o: dict[str, torch.Tensor], actions: torch.Tensor) -> dict[str, torch.Tensor]:
+        d = torch.clamp(o["height"] - (self.termination_height + 0.1), -1.0, 0.1)
+        return {
+            "progress": o["velocity"][:, 0],
+            "up": 0.1 * o["up"],
+            "heading": 1.0 * o["heading"],
+            "height": torch.where(d < 0, -200.0 * d * d, 10.0 * d),  # kinked at d = 0 (Q14)
+            "action_cost": -0.002 * (actions * actions).sum(1),
+        }

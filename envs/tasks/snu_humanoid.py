@@ -14,16 +14,28 @@ import numpy as np
 import torch
 
 from envs.base import LocomotionConfig, LocomotionEnv
-from envs.models.snu import CONTACT_MATERIAL, load_snu
+from envs.models.snu import load_snu
+from envs.options import setting
 from envs.rotations import axis_angle_quat
 from envs.sim.model import PhysicsParams
+
+SUBSTEPS = 48
+"""Physics substeps per control step: the substep is 1/(60 x 48) s."""
+MASS_MATRIX_INTERVAL = 8
+"""Mass-matrix refresh every 8 substeps, 6 per control step (docs/quirks.md, envs §4)."""
+START_POSITION = (0.0, 1.0, 0.0)
+"""Pelvis joint frame at the start, Y-up (the data is Y-up already)."""
+START_ROTATION = axis_angle_quat((0.0, 1.0, 0.0), 90.0)
+"""+90 degrees about y, so the character faces +x (xyzw)."""
+CONTACT = {"contact_ke": 5.0e3, "contact_kd": 2.0e3, "contact_kf": 1.0e3, "contact_mu": 0.5}
+"""Ground-contact material of every box corner (envs §7.2, §8.4)."""
 
 
 @dataclass
 class SnuConfig(LocomotionConfig):
-    snu_strength_scale: float = 0.36
+    snu_strength_scale: float = setting(0.36, minimum=0.0)
     """Muscle force = activation x scale x f0; the reference applies 0.6 twice (Q3)."""
-    snu_activation: str = "signed"
+    snu_activation: str = setting("signed", choices=("signed", "unit"))
     """'signed': activation = clip(a, -1, 1), pushing muscles allowed (fork, Q2); 'unit': 0.5 a + 0.5."""
     snu_height_reward: bool = False
     """Add the height term the reference computes but never adds (Q4)."""
@@ -31,22 +43,20 @@ class SnuConfig(LocomotionConfig):
     """Reset noise on all 22 joint coordinates incl. ball quaternions (fork, Q5); False: none (DiffRL)."""
     nan_grad_fix: bool = True
     """NaN-to-zero gradient hooks, on for SNU in the reference (Q11)."""
-    snu_data_dir: str | None = None
+    snu_data_dir: str | None = setting(None, path=True)
     """Directory with human.xml and muscle284.xml (default: WARPBENCH_SNU_DIR, cache, or download)."""
 
 
 class SnuHumanoid(LocomotionEnv):
     config_class = SnuConfig
     act_dim = 152
-    start_rotation = axis_angle_quat((0.0, 1.0, 0.0), 90.0)  # the data is Y-up already
-    start_position = (0.0, 1.0, 0.0)
+    start_rotation = START_ROTATION
+    start_position = START_POSITION
     target_x = 10000.0
     termination_height = 0.46
     with_previous_action = False
 
     def build_physics(self, cfg):
-        if cfg.snu_activation not in ("signed", "unit"):
-            raise ValueError(f"snu_activation must be 'signed' or 'unit', got {cfg.snu_activation!r}")
         snu = load_snu(cfg.snu_data_dir)
         self.joint_noise = 0.2 if cfg.snu_joint_noise else 0.0
         self._rest_joints = snu.mjmodel.qpos0[7:].copy()
@@ -60,14 +70,11 @@ class SnuHumanoid(LocomotionEnv):
             )
         self._joint_obs_index = torch.tensor(index)
         params = PhysicsParams(
-            substeps=48,
-            mass_matrix_interval=8,
+            substeps=SUBSTEPS,
+            mass_matrix_interval=MASS_MATRIX_INTERVAL,
             limit_ke=snu.limit_ke,
             limit_kd=snu.limit_kd,
-            contact_ke=CONTACT_MATERIAL["ke"],
-            contact_kd=CONTACT_MATERIAL["kd"],
-            contact_kf=CONTACT_MATERIAL["kf"],
-            contact_mu=CONTACT_MATERIAL["mu"],
+            **CONTACT,
         )
         return snu.mjmodel, params, snu.muscles
 
@@ -83,10 +90,15 @@ class SnuHumanoid(LocomotionEnv):
         muscle_force = activation * (self.cfg.snu_strength_scale * self._f0)
         return actions.new_zeros(actions.shape[0], self.nv), muscle_force
 
-    def reward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    def reward_terms(self, o: dict[str, torch.Tensor], actions: torch.Tensor) -> dict[str, torch.Tensor]:
         activation = actions if self.cfg.snu_activation == "signed" else 0.5 * actions + 0.5
-        reward = obs[:, 5] + 0.1 * obs[:, 51] + 1.0 * obs[:, 52] - 0.001 * activation.abs().sum(1)
-        if self.cfg.snu_height_reward:
-            d = torch.clamp(obs[:, 0] - 0.51, -1.0, 0.05)
-            reward = reward + torch.where(d < 0, -200.0 * d * d, 4.0 * d)
-        return reward
+        terms = {
+            "progress": o["velocity"][:, 0],
+            "up": 0.1 * o["up"],
+            "heading": 1.0 * o["heading"],
+            "activation_cost": -0.001 * activation.abs().sum(1),
+        }
+        if self.cfg.snu_height_reward:  # computed but never added by the reference (Q4)
+            d = torch.clamp(o["height"] - 0.51, -1.0, 0.05)
+            terms["height"] = torch.where(d < 0, -200.0 * d * d, 4.0 * d)
+        return terms
