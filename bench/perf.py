@@ -1,4 +1,4 @@
-"""Throughput and memory of the envs: ``python -m bench.perf`` (evaluation spec §9).
+"""Throughput and memory of the envs: ``python -m bench.perf`` (docs/quirks.md: evaluation §9).
 
 For each env: forward env-steps/s (no recording), forward+backward env-steps/s (a taped window of
 ``horizon`` steps, backward from the summed reward), and MuJoCo's own C ``mj_step`` on the same model
@@ -66,12 +66,27 @@ def _summary(times: list[float], steps: int) -> tuple[float, float]:
     return float(np.median(rates)), float(np.percentile(rates, 5))
 
 
+def mujoco_model(env: Any) -> mujoco.MjModel:
+    """The env's MuJoCo model with the engine's contact pairs, at the engine's substep.
+
+    The engine collides every body geom with the ground plane and nothing else (docs/quirks.md, envs §5);
+    the assets switch MuJoCo's collisions off (contype 0), and MuJoCo fixes its collision filter at
+    compile time, so the pairs are set on the spec before compiling. Friction is the env's contact_mu.
+    """
+    spec, params, _ = env.build_physics(env.cfg)
+    for geom in spec.geoms:
+        ground = geom.parent == spec.worldbody
+        geom.contype, geom.conaffinity = (0, 1) if ground else (1, 0)
+        geom.friction = [env.model.params.contact_mu, *geom.friction[1:]]
+    model = spec.compile()
+    model.opt.timestep = env.model.params.control_dt / env.model.params.substeps
+    return model
+
+
 def mujoco_reference(env: Any, steps: int, repeats: int) -> tuple[float, float]:
     """MuJoCo's mj_step env-steps/s on the env's model (ground contact on, same substep)."""
-    m = env.model.mjmodel.__copy__()
+    m = mujoco_model(env)
     substeps = env.model.params.substeps
-    m.opt.timestep = env.model.params.control_dt / substeps
-    m.geom_contype[m.geom_bodyid > 0] = 1  # bodies collide with the ground plane, not with each other
     d = mujoco.MjData(m)
     mujoco.mj_resetData(m, d)
     d.qpos[:] = env.start_q.cpu().numpy()

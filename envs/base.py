@@ -90,8 +90,11 @@ class LocomotionEnv:
     with_previous_action: bool = True
 
     # -- hooks ----------------------------------------------------------------------------------
-    def build_physics(self, cfg: Any) -> tuple[mujoco.MjModel, PhysicsParams, Any]:
-        """Return the MuJoCo model, the engine parameters and the muscle set (or None)."""
+    def build_physics(self, cfg: Any) -> tuple[mujoco.MjSpec, PhysicsParams, Any]:
+        """Return the MuJoCo model as an uncompiled spec, the engine parameters and the muscle set (or None).
+
+        A spec, so that a MuJoCo reference can change it before compiling (``bench.perf`` turns on
+        MuJoCo's ground contact, which it cannot once compiled)."""
         raise NotImplementedError
 
     def start_joint_positions(self) -> np.ndarray:
@@ -122,7 +125,8 @@ class LocomotionEnv:
             raise ValueError(f"device must be 'cpu' or 'cuda[:i]', got {device!r}")
         self.cfg = build_config(self.config_class, overrides)
         self.num_envs = num_envs
-        mjmodel, params, muscles = self.build_physics(self.cfg)
+        spec, params, muscles = self.build_physics(self.cfg)
+        mjmodel = spec.compile()
         changes = {
             key: getattr(self.cfg, key) for key in PHYSICS_OVERRIDES if getattr(self.cfg, key) is not None
         }

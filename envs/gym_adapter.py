@@ -1,9 +1,11 @@
 """Gymnasium views of the batched torch envs (numpy in and out, no gradients).
 
 ``WarpVectorEnv`` is a ``gymnasium.vector.VectorEnv`` that resets finished envs inside ``step``
-(``AutoresetMode.SAME_STEP``: the observation reached before the reset is in ``info["final_obs"]``).
-``WarpSingleEnv`` is a one-env ``gymnasium.Env``. Registered ids: ``warpbench/Ant-v0``,
-``warpbench/Humanoid-v0`` (and ``warpbench/SNUHumanoid-v0`` when the SNU task is available)::
+(``AutoresetMode.SAME_STEP``): when some env finished, ``info`` carries gymnasium's ``final_obs`` (an
+object array holding the observation each finished env reached, None elsewhere), ``final_info`` and
+their masks ``_final_obs``/``_final_info``. ``WarpSingleEnv`` is a one-env ``gymnasium.Env``.
+Registered ids (``envs/gym_ids.py``): ``warpbench/Ant-v0``, ``warpbench/Humanoid-v0``,
+``warpbench/SNUHumanoid-v0``::
 
     gymnasium.make("warpbench/Ant-v0")
     gymnasium.make_vec("warpbench/Ant-v0", num_envs=64, vectorization_mode="vector_entry_point")
@@ -20,11 +22,30 @@ from gymnasium.vector.utils import batch_space
 
 from envs.registry import make
 
-GYM_IDS = {
-    "ant": "warpbench/Ant-v0",
-    "humanoid": "warpbench/Humanoid-v0",
-    "snu_humanoid": "warpbench/SNUHumanoid-v0",
-}
+
+def _as_actions(actions: Any, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """``actions`` as a float32 tensor, checked to have exactly ``shape`` before any reshape."""
+    try:
+        array = np.asarray(actions, dtype=np.float32)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"actions must be numeric with shape {shape}: {error}") from None
+    if array.shape != shape:
+        raise ValueError(f"actions must have shape {shape}, got {array.shape}")
+    return torch.as_tensor(array, device=device)
+
+
+def _seed_generator(env: Any, seed: int | list[int] | None) -> None:
+    """Reseed the batch's one generator from an int, or from a list of per-env ints (hashed together:
+    the same list gives the same resets; each env's noise is not tied to its own entry)."""
+    if seed is None:
+        return
+    if isinstance(seed, list | tuple):
+        if len(seed) != env.num_envs or not all(isinstance(s, int) and s >= 0 for s in seed):
+            raise ValueError(f"seed must be an int or a list of {env.num_envs} ints >= 0, got {seed!r}")
+        seed = int(np.random.SeedSequence(list(seed)).generate_state(1, np.uint64)[0])
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise ValueError(f"seed must be an int >= 0 or a list of them, got {seed!r}")
+    env.generator.manual_seed(int(seed))
 
 
 def _spaces(env: Any) -> tuple[gymnasium.spaces.Box, gymnasium.spaces.Box]:
@@ -48,25 +69,27 @@ class WarpVectorEnv(gymnasium.vector.VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
 
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        if seed is not None:
-            self.env.generator.manual_seed(int(seed))
+    def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
+        _seed_generator(self.env, seed)
         with torch.no_grad():
             obs = self.env.reset()
         return obs.cpu().numpy(), {}
 
     def step(self, actions: np.ndarray):
-        actions = torch.as_tensor(np.asarray(actions, dtype=np.float32), device=self.env.device)
+        actions = _as_actions(actions, (self.num_envs, self.env.act_dim), self.env.device)
         with torch.no_grad():
-            obs, reward, terminated, truncated, info = self.env.step(actions.reshape(self.num_envs, -1))
-        out_info = {"final_obs": info["obs_before_reset"].cpu().numpy()}
-        return (
-            obs.cpu().numpy(),
-            reward.cpu().numpy().astype(np.float64),
-            terminated.cpu().numpy(),
-            truncated.cpu().numpy(),
-            out_info,
-        )
+            obs, reward, terminated, truncated, info = self.env.step(actions)
+        terminated, truncated = terminated.cpu().numpy(), truncated.cpu().numpy()
+        done = terminated | truncated
+        out_info: dict[str, Any] = {}
+        if done.any():
+            final_obs = np.full(self.num_envs, None, dtype=object)
+            before_reset = info["obs_before_reset"].cpu().numpy()
+            for i in np.flatnonzero(done):
+                final_obs[i] = before_reset[i]
+            # gymnasium's same-step keys: per-env final observation and (empty) final info, with masks.
+            out_info = {"final_obs": final_obs, "_final_obs": done, "final_info": {}, "_final_info": done}
+        return obs.cpu().numpy(), reward.cpu().numpy().astype(np.float64), terminated, truncated, out_info
 
 
 class WarpSingleEnv(gymnasium.Env):
@@ -81,29 +104,15 @@ class WarpSingleEnv(gymnasium.Env):
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
-        if seed is not None:
-            self.env.generator.manual_seed(int(seed))
+        _seed_generator(self.env, seed)
         with torch.no_grad():
             obs = self.env.reset()
         return obs[0].cpu().numpy(), {}
 
     def step(self, action: np.ndarray):
-        action = torch.as_tensor(np.asarray(action, dtype=np.float32), device=self.env.device)
+        action = _as_actions(action, (self.env.act_dim,), self.env.device)
         with torch.no_grad():
-            obs, reward, terminated, truncated, info = self.env.step(action.reshape(1, -1))
+            obs, reward, terminated, truncated, info = self.env.step(action[None])
         if bool(terminated[0] | truncated[0]):
             obs = info["obs_before_reset"]  # the episode ended here; the caller calls reset()
         return obs[0].cpu().numpy(), float(reward[0]), bool(terminated[0]), bool(truncated[0]), {}
-
-
-def register_gym_ids() -> None:
-    """Register the gymnasium ids of every warpbench env (idempotent)."""
-    for name, gym_id in GYM_IDS.items():
-        if gym_id not in gymnasium.registry:
-            gymnasium.register(
-                id=gym_id,
-                entry_point="envs.gym_adapter:WarpSingleEnv",
-                vector_entry_point="envs.gym_adapter:WarpVectorEnv",
-                kwargs={"env_name": name},
-                max_episode_steps=None,
-            )

@@ -167,6 +167,7 @@ class SnuModel:
     """The compiled SNU lower-body model and what MuJoCo cannot hold (see the module docstring)."""
 
     mjmodel: mujoco.MjModel
+    spec: mujoco.MjSpec  # what ``mjmodel`` was compiled from
     muscles: MuscleSet
     body_names: tuple[str, ...]  # kept nodes in MuJoCo body order; body id = index + 1
     limit_ke: np.ndarray  # [nv] joint-limit spring k_le per dof (0 on the free joint)
@@ -458,7 +459,8 @@ def load_snu(
     """
     files = _resolve_files(data_dir_or_files, verify)
     nodes = _kept_nodes(parse_skeleton(files[SKELETON_FILE]))
-    mjmodel = build_snu_spec(nodes).compile()
+    spec = build_snu_spec(nodes)
+    mjmodel = spec.compile()
 
     body_ids = {node.name: mujoco.mj_name2id(mjmodel, mujoco.mjtObj.mjOBJ_BODY, node.name) for node in nodes}
     order = sorted(nodes, key=lambda node: body_ids[node.name])
@@ -482,6 +484,7 @@ def load_snu(
 
     return SnuModel(
         mjmodel=mjmodel,
+        spec=spec,
         muscles=muscles,
         body_names=tuple(node.name for node in order),
         limit_ke=limit_ke,

@@ -24,7 +24,7 @@ class Ant(LocomotionEnv):
     gear = 200.0
 
     def build_physics(self, cfg):
-        mjmodel = mujoco.MjModel.from_xml_path(str(resources.files("envs") / "assets" / "ant.xml"))
+        spec = mujoco.MjSpec.from_file(str(resources.files("envs") / "assets" / "ant.xml"))
         params = PhysicsParams(
             substeps=16,
             mass_matrix_interval=16,
@@ -38,7 +38,7 @@ class Ant(LocomotionEnv):
             contact_kf=3e3,
             contact_mu=0.75,
         )
-        return mjmodel, params, None
+        return spec, params, None
 
     def start_joint_positions(self) -> np.ndarray:
         return np.array([0.0, 1.0, 0.0, -1.0, 0.0, -1.0, 0.0, 1.0])

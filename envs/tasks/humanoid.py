@@ -47,7 +47,7 @@ class Humanoid(LocomotionEnv):
     joint_noise = 0.2
 
     def build_physics(self, cfg):
-        mjmodel = mujoco.MjModel.from_xml_path(str(resources.files("envs") / "assets" / "humanoid.xml"))
+        spec = mujoco.MjSpec.from_file(str(resources.files("envs") / "assets" / "humanoid.xml"))
         # Stiffness, damping and armature come from the MJCF (per-joint values, else 5 / 0.1 / 0.007).
         params = PhysicsParams(
             substeps=48,
@@ -59,7 +59,7 @@ class Humanoid(LocomotionEnv):
             contact_kf=1e3,
             contact_mu=0.75,
         )
-        return mjmodel, params, None
+        return spec, params, None
 
     def actuation(self, actions):
         forces = actions.new_zeros(actions.shape[0], self.nv)

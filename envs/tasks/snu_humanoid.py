@@ -76,7 +76,7 @@ class SnuHumanoid(LocomotionEnv):
             limit_kd=snu.limit_kd,
             **CONTACT,
         )
-        return snu.mjmodel, params, snu.muscles
+        return snu.spec, params, snu.muscles
 
     def start_joint_positions(self) -> np.ndarray:
         return self._rest_joints
