@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import mujoco
 import pandas as pd
 import pytest
 
+import envs
 from bench import perf, publish, rundir
 
 
@@ -26,6 +28,26 @@ def test_perf_rejects_bad_arguments():
     with pytest.raises(SystemExit) as exit_info:
         perf.main(["--num-envs", "0"])
     assert exit_info.value.code == 2
+
+
+@pytest.mark.parametrize("name", ["ant", "humanoid"])
+def test_perf_mujoco_reference_has_the_engines_ground_contact(name):
+    """The reference line's MuJoCo model collides body geoms with the plane (and not with each other):
+    a body dropped from the start pose comes to rest on the plane instead of falling through it."""
+    env = envs.make(name, num_envs=1, stochastic_init=False)
+    m = perf.mujoco_model(env)
+    assert m.opt.timestep == pytest.approx(1.0 / 60.0 / env.model.params.substeps)
+    d = mujoco.MjData(m)
+    d.qpos[:] = env.start_q.numpy()
+    contacts = []
+    for _ in range(round(1.5 / m.opt.timestep)):  # 1.5 s: falls, lands, settles
+        mujoco.mj_step(m, d)
+        contacts.append(d.ncon)
+    assert max(contacts) > 0 and d.ncon > 0
+    root_height = d.qpos[2]  # the assets are Z-up
+    assert 0.1 < root_height < env.start_q[2].item()
+    bodies = [(d.contact[i].geom1, d.contact[i].geom2) for i in range(d.ncon)]
+    assert all(0 in (m.geom_bodyid[a], m.geom_bodyid[b]) for a, b in bodies)  # only with the world plane
 
 
 def make_run(root, status):

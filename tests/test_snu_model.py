@@ -38,6 +38,7 @@ from envs.models.snu_data import (
     snu_cache_dir,
     snu_data_files,
 )
+from envs.tasks import snu_humanoid as snu_task
 
 _SNU_DIR = Path(os.environ.get(SNU_DIR_ENV) or Path(__file__).resolve().parents[2] / "shared/assets/snu")
 needs_data = pytest.mark.skipif(
@@ -180,10 +181,18 @@ def test_joints_and_passive_parameters(snu: SnuModel) -> None:
     np.testing.assert_allclose(snu.limit_kd, expected_kd, rtol=1e-12)
 
 
-def test_start_state_and_ground(snu: SnuModel) -> None:
-    model = snu.mjmodel
+def start_data(model: mujoco.MjModel) -> mujoco.MjData:
+    """MuJoCo data at the SNU task's start pose (envs/tasks/snu_humanoid.py), other joints at rest."""
     data = mujoco.MjData(model)
     mujoco.mj_resetData(model, data)
+    x, y, z, w = snu_task.START_ROTATION
+    data.qpos[:7] = [*snu_task.START_POSITION, w, x, y, z]
+    return data
+
+
+def test_start_state_and_ground(snu: SnuModel) -> None:
+    model = snu.mjmodel
+    data = start_data(model)
     mujoco.mj_kinematics(model, data)
     half = math.sqrt(0.5)
     np.testing.assert_allclose(data.qpos[:7], [0.0, 1.0, 0.0, half, 0.0, half, 0.0], atol=1e-15)
@@ -326,8 +335,9 @@ def test_muscle_names_are_mirror_pairs(snu: SnuModel) -> None:
 def test_mujoco_step_does_not_explode(snu: SnuModel) -> None:
     """MuJoCo's own dynamics (its contact, its springs) as a sanity check of the compiled model."""
     model = snu.mjmodel
-    data = mujoco.MjData(model)
-    mujoco.mj_resetData(model, data)
+    model.opt.timestep = 1.0 / (60.0 * snu_task.SUBSTEPS)
+    model.geom_friction[:, 0] = snu_task.CONTACT["contact_mu"]
+    data = start_data(model)
     for _ in range(2000):  # 0.69 s at the spec substep: falls, lands, collapses
         mujoco.mj_step(model, data)
     assert np.all(np.isfinite(data.qpos)) and np.all(np.isfinite(data.qvel))
