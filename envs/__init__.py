@@ -14,6 +14,8 @@ Env protocol (what algorithms may rely on; all tensors are torch, batched over `
 ``step`` is differentiable through torch autograd with respect to the actions and the incoming state
 whenever grad mode is on; envs that are done are reset inside ``step`` (which cuts their gradient path).
 
+Citations in the code (Q1..Q14, "envs §7.3", "algorithms §3.5") are explained in ``docs/quirks.md``.
+
 Importing this package is cheap: task modules (torch, MuJoCo, Warp) load on the first ``make``; the
 gymnasium ids are registered as entry-point strings, so ``gymnasium.make("warpbench/Ant-v0")`` works
 after ``import envs`` without loading anything else.

@@ -1,8 +1,8 @@
-"""Batched torch locomotion env over the Warp engine (envs spec §6, §7.3, §7.5).
+"""Batched torch locomotion env over the Warp engine (envs §6, §7.3, §7.5).
 
 A task subclass says which model, which physical parameters, how actions become forces, and its
 reward; this class owns the state, the step loop, terminations, resets and the shared observation
-block. Observations, rewards and terminations are the spec's Y-up quantities, whatever the model's own
+block. Observations, rewards and terminations are dflex's Y-up quantities, whatever the model's own
 up axis (MuJoCo assets are Z-up).
 """
 
@@ -79,7 +79,7 @@ class LocomotionEnv:
 
     config_class: type = LocomotionConfig
     world_to_yup: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 1.0)
-    """xyzw rotation from the model's world frame to the spec's Y-up frame."""
+    """xyzw rotation from the model's world frame to dflex's Y-up frame."""
     start_rotation: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 1.0)
     """Root start orientation in the Y-up frame (xyzw)."""
     start_position: tuple[float, float, float] = (0.0, 0.0, 0.0)
@@ -172,7 +172,7 @@ class LocomotionEnv:
 
     # -- observation ------------------------------------------------------------------------------
     def observe(self, q: torch.Tensor, qd: torch.Tensor, last_action: torch.Tensor) -> torch.Tensor:
-        """Locomotion observation block (spec §7.3) in float64."""
+        """Locomotion observation block (envs §7.3) in float64."""
         n = q.shape[0]
         to_yup = self._to_yup.expand(n, 4)
         pos = rot.quat_rotate(to_yup, q[:, 0:3])
@@ -207,7 +207,7 @@ class LocomotionEnv:
         return ((2.0 * x - 1.0) * bound).to(self.device)
 
     def _start_states(self, count: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Start (q, qd) for ``count`` envs, with reset noise if ``stochastic_init`` (spec §7.5, Q9)."""
+        """Start (q, qd) for ``count`` envs, with reset noise if ``stochastic_init`` (envs §7.5, Q9)."""
         q = self.start_q.expand(count, -1).clone()
         qd = torch.zeros(count, self.nv, dtype=torch.float64, device=self.device)
         if not self.cfg.stochastic_init:

@@ -1,4 +1,4 @@
-"""Batched quaternion helpers in torch, quaternions stored (x, y, z, w) as in the spec's observations."""
+"""Batched quaternion helpers in torch, quaternions stored (x, y, z, w) as in dflex's observations."""
 
 from __future__ import annotations
 

@@ -1,24 +1,24 @@
 """SNU humanoid (MASS skeleton + muscles, lower body only) as a MuJoCo model plus a muscle table.
 
-Spec: ``envs.md`` section 8. The MASS files (``human.xml``, ``muscle284.xml``, Apache-2.0, lsw9021/MASS)
+Spec: envs §8 (see docs/quirks.md). The MASS files (``human.xml``, ``muscle284.xml``, Apache-2.0, lsw9021/MASS)
 give every transform as a world-frame rest pose in metres, Y-up. ``load_snu`` keeps the 11 lower-body
 nodes (pelvis, femurs, tibias, tali, big-toe and little-toe blocks), builds them as a ``mujoco.MjSpec`` and
 compiles it, and converts the 152 muscle units whose waypoints all lie on kept bodies into straight
 inter-body segments with body-local anchor points.
 
-Conventions (MuJoCo's, which differ from the spec's dflex conventions):
+Conventions (MuJoCo's, which differ from dflex's):
 
-- Quaternions in the ``MjModel``/``MjData`` and in this module are (w, x, y, z); the spec/dflex use
+- Quaternions in the ``MjModel``/``MjData`` and in this module are (w, x, y, z); dflex uses
   (x, y, z, w).
-- Body frame of a node = the node's *joint* frame (spec §8.4 "link frame"); the joint sits at the body
+- Body frame of a node = the node's *joint* frame (envs §8.4 "link frame"); the joint sits at the body
   origin. The box geom is placed at inv(joint frame)·(body frame).
-- Free joint (root): qpos = (p, quat) = position and orientation of the pelvis frame in world, as in the
-  spec; qvel = (linear velocity of the pelvis origin in world, angular velocity in the *pelvis* frame).
-  The spec/dflex q̇ is (ω in world, v_O = velocity of the body point at the world origin).
+- Free joint (root): qpos = (p, quat) = position and orientation of the pelvis frame in world, as in dflex;
+  qvel = (linear velocity of the pelvis origin in world, angular velocity in the *pelvis* frame).
+  The dflex q̇ is (ω in world, v_O = velocity of the body point at the world origin).
 - Ball joint: qpos = quaternion of the child relative to its rest orientation; qvel = angular velocity of
   the child relative to the parent, expressed in the *child* frame (3 dofs).
 - Hinge: one coordinate (rad); axis (joint frame = body frame) and limits from the XML.
-- Passive terms, spec §3/§8.4 with s = m/15 (m = the child body's mass): ``jnt_stiffness`` = k_e = 5·√s
+- Passive terms, envs §3/§8.4 with s = m/15 (m = the child body's mass): ``jnt_stiffness`` = k_e = 5·√s
   (applies to all dofs of the joint), ``dof_damping`` = k_d = 2.0, ``dof_armature`` = 0.05; all 0 on the
   free joint. The joint-limit spring k_le = 1e3·s and damper k_ld = 10·s are not MuJoCo concepts; they are
   returned per dof in ``SnuModel.limit_ke``/``limit_kd`` (0 on the free-joint dofs). Note MuJoCo's own ball
@@ -74,10 +74,10 @@ KEPT_BODY_NAMES: frozenset[str] = frozenset(
         "FootPinkyL",
     }
 )
-"""Lower-body nodes kept by the reference (spec §8.2); MuJoCo body order follows the file order."""
+"""Lower-body nodes kept by the reference (envs §8.2); MuJoCo body order follows the file order."""
 
 REFERENCE_MASS = 15.0
-"""s = m / REFERENCE_MASS scales the per-joint passive parameters (spec §8.4)."""
+"""s = m / REFERENCE_MASS scales the per-joint passive parameters (envs §8.4)."""
 JOINT_STIFFNESS_SCALE = 5.0  # k_e = 5·sqrt(s)
 JOINT_DAMPING = 2.0  # k_d (unscaled)
 JOINT_ARMATURE = 0.05  # unscaled
@@ -131,7 +131,7 @@ class MuscleUnit:
 
 @dataclass(frozen=True, eq=False)
 class MuscleSet:
-    """Kept muscles as straight segments between bodies (spec §8.3, §8.5).
+    """Kept muscles as straight segments between bodies (envs §8.3, §8.5).
 
     Action index m = position of the unit among the kept ones in file order. A segment joins consecutive
     waypoints i, i+1 of one muscle that lie on different bodies; the force +α·n acts on ``body_a`` at
@@ -183,7 +183,7 @@ def _floats(text: str) -> np.ndarray:
 
 
 def parse_skeleton(path: str | Path) -> list[SkeletonNode]:
-    """All nodes of a MASS ``Skeleton`` XML file (spec §8.1), in file order."""
+    """All nodes of a MASS ``Skeleton`` XML file (envs §8.1), in file order."""
     nodes = []
     for node in ET.parse(path).getroot().findall("Node"):
         body = node.find("Body")
@@ -218,7 +218,7 @@ def parse_skeleton(path: str | Path) -> list[SkeletonNode]:
 
 
 def parse_muscles(path: str | Path) -> list[MuscleUnit]:
-    """All units of a MASS ``Muscle`` XML file (spec §8.1), in file order."""
+    """All units of a MASS ``Muscle`` XML file (envs §8.1), in file order."""
     units = []
     for unit in ET.parse(path).getroot().findall("Unit"):
         waypoints = unit.findall("Waypoint")
@@ -269,7 +269,7 @@ def _set_coefficient(joint: mujoco.MjsJoint, attribute: str, value: float) -> No
 
 
 def passive_parameters(child_mass: float) -> dict[str, float]:
-    """Per-joint passive parameters of spec §8.4 for a (non-free) joint whose child body has this mass."""
+    """Per-joint passive parameters of envs §8.4 for a (non-free) joint whose child body has this mass."""
     scale = child_mass / REFERENCE_MASS
     return {
         "stiffness": JOINT_STIFFNESS_SCALE * math.sqrt(scale),
@@ -327,7 +327,7 @@ def build_snu_spec(nodes: list[SkeletonNode]) -> mujoco.MjSpec:
                 joint.limited = mujoco.mjtLimited.mjLIMITED_TRUE
                 joint.range = [float(node.joint_lower[0]), float(node.joint_upper[0])]
             elif node.joint_type == "Ball":
-                joint.limited = mujoco.mjtLimited.mjLIMITED_FALSE  # XML ball limits are ignored (spec §3)
+                joint.limited = mujoco.mjtLimited.mjLIMITED_FALSE  # XML ball limits are ignored (envs §3)
             else:
                 raise ValueError(f"node {node.name!r}: unsupported joint type {node.joint_type!r}")
             _set_coefficient(joint, "stiffness", passive["stiffness"])
@@ -351,7 +351,7 @@ def build_snu_spec(nodes: list[SkeletonNode]) -> mujoco.MjSpec:
 
 
 def _kept_nodes(nodes: list[SkeletonNode]) -> list[SkeletonNode]:
-    """The lower-body nodes (spec §8.2) in file order, checked to form a tree rooted at the pelvis."""
+    """The lower-body nodes (envs §8.2) in file order, checked to form a tree rooted at the pelvis."""
     kept = [node for node in nodes if node.name in KEPT_BODY_NAMES]
     missing = KEPT_BODY_NAMES - {node.name for node in kept}
     if missing:
@@ -365,7 +365,7 @@ def _kept_nodes(nodes: list[SkeletonNode]) -> list[SkeletonNode]:
 def build_muscle_set(
     units: list[MuscleUnit], nodes: list[SkeletonNode], body_ids: Mapping[str, int]
 ) -> MuscleSet:
-    """Keep the units whose waypoints all lie on ``nodes`` (spec §8.3) and express them body-locally.
+    """Keep the units whose waypoints all lie on ``nodes`` (envs §8.3) and express them body-locally.
 
     ``body_ids`` maps node names to MuJoCo body ids. A waypoint p on node n becomes inv(J_n)·p, J_n the
     node's world joint frame (= the MuJoCo body frame at the XML rest pose).
@@ -444,7 +444,7 @@ def _resolve_files(
 def load_snu(
     data_dir_or_files: str | Path | Mapping[str, str | Path] | None = None, *, verify: bool = True
 ) -> SnuModel:
-    """Build the SNU lower-body model (spec §8) from the MASS data files.
+    """Build the SNU lower-body model (envs §8) from the MASS data files.
 
     Args:
         data_dir_or_files: None (find/download via ``snu_data_files``: ``WARPBENCH_SNU_DIR``, user cache,

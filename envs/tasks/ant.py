@@ -1,4 +1,4 @@
-"""Ant (envs spec §7, Appendix A.1): 37 observations, 8 actions, 16 substeps."""
+"""Ant (envs §7, envs Appendix A.1): 37 observations, 8 actions, 16 substeps."""
 
 from __future__ import annotations
 

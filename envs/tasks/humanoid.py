@@ -1,4 +1,4 @@
-"""Humanoid (envs spec §7, Appendix A.2): 76 observations, 21 actions, 48 substeps."""
+"""Humanoid (envs §7, envs Appendix A.2): 76 observations, 21 actions, 48 substeps."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from envs.base import LocomotionEnv
 from envs.rotations import axis_angle_quat
 from envs.sim.model import PhysicsParams
 
-# Actuator strengths in action order (spec §7.6); torque = 0.35 * strength * action.
+# Actuator strengths in action order (envs §7.6); torque = 0.35 * strength * action.
 STRENGTHS = (
     200,
     200,

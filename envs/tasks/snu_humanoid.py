@@ -1,4 +1,4 @@
-"""SNU humanoid, lower body with 152 muscles (envs spec §7, §8): 53 observations, 152 actions.
+"""SNU humanoid, lower body with 152 muscles (envs §7, §8): 53 observations, 152 actions.
 
 Reference quirks reproduced by default and switchable: signed activations (Q2), the 0.36 f0 strength
 scale from a doubly applied 0.6 (Q3), a height reward that is computed but never added (Q4), and reset
@@ -82,7 +82,7 @@ class SnuHumanoid(LocomotionEnv):
         return self._rest_joints
 
     def joint_observation(self, q: torch.Tensor) -> torch.Tensor:
-        """joint_q[7:] with each ball quaternion in the spec's (x, y, z, w) order."""
+        """joint_q[7:] with each ball quaternion in dflex's (x, y, z, w) order."""
         return q[:, self._joint_obs_index]
 
     def actuation(self, actions):
