@@ -119,7 +119,7 @@ def check_value(key: str, value: Any, rule: Rule) -> Any:
 
 
 def build_config(config_class: type, overrides: dict[str, Any]) -> Any:
-    """``config_class(**overrides)`` after checking every key, type and range (ValueError naming the problem)."""
+    """``config_class(**overrides)`` after checking every key, type and range (ValueError on a problem)."""
     table = rules(config_class)
     unknown = sorted(set(overrides) - set(table))
     if unknown:

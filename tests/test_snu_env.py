@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import mujoco
 import numpy as np
@@ -16,6 +17,7 @@ from envs.models.snu import load_snu
 from envs.sim.autograd import control_step
 from envs.sim.model import PhysicsParams, build_model
 from envs.sim.simulator import Simulator
+from envs.tasks.snu_humanoid import joint_passive
 
 pytestmark = pytest.mark.skipif(
     not os.environ.get("WARPBENCH_SNU_DIR"), reason="SNU data files not available (set WARPBENCH_SNU_DIR)"
@@ -105,7 +107,7 @@ def test_each_muscle_moves_its_joint_the_anatomical_way(env, muscle, joint_body,
 
 
 def test_muscle_force_gradients_match_finite_differences():
-    snu = load_snu()
+    snu = load_snu(passive=joint_passive)
     sim = Simulator(
         build_model(
             snu.mjmodel,
@@ -208,3 +210,47 @@ def test_skeleton_dynamics_match_mujoco():
         H = mass.H.numpy()[e] + np.diag(model.dof_armature.numpy())
         assert np.abs(H - M).max() <= 1e-4 * np.abs(M).max()
         assert np.abs(-buf.tau.numpy()[e] - d.qfrc_bias).max() <= 1e-4 * np.abs(d.qfrc_bias).max()
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"snu_activation": "pushing"}, "snu_activation must be one of 'signed', 'unit'"),
+        ({"snu_height_reward": "true"}, "snu_height_reward must be a bool"),
+        ({"snu_strength_scale": -0.1}, "snu_strength_scale must be a number >= 0"),
+        ({"snu_data_dir": 3}, "snu_data_dir must be a string"),
+    ],
+)
+def test_snu_overrides_are_checked(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        envs.make("snu_humanoid", **overrides)
+
+
+def test_snu_parse_override_uses_the_snu_table():
+    assert envs.parse_override("snu_humanoid", "snu_height_reward", "True") is True
+    assert envs.parse_override("snu_humanoid", "snu_activation", "unit") == "unit"
+    assert envs.parse_override("snu_humanoid", "snu_data_dir", "/data/snu") == "/data/snu"
+    with pytest.raises(ValueError, match="valid keys"):
+        envs.parse_override("ant", "snu_height_reward", "true")
+
+
+def test_snu_data_dir_accepts_a_path():
+    env = envs.make("snu_humanoid", snu_data_dir=Path(os.environ["WARPBENCH_SNU_DIR"]))
+    assert env.cfg.snu_data_dir == os.environ["WARPBENCH_SNU_DIR"]
+
+
+@pytest.mark.parametrize("height_reward", [False, True])
+def test_snu_reward_terms_sum_to_the_reward(height_reward):
+    env = envs.make("snu_humanoid", num_envs=2, seed=0, dtype="float64", snu_height_reward=height_reward)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for _ in range(3):
+            a = torch.rand(2, 152, generator=gen, dtype=torch.float64) * 2 - 1
+            obs = env.obs.clone()
+            _, reward, _, _, info = env.step(a)
+    terms = info["reward_terms"]
+    expected = ["progress", "up", "heading", "activation_cost"] + (["height"] if height_reward else [])
+    assert list(terms) == expected
+    torch.testing.assert_close(torch.stack(list(terms.values())).sum(0), reward, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(terms["activation_cost"], -0.001 * a.abs().sum(1))
+    torch.testing.assert_close(terms["up"], 0.1 * obs[:, 51])  # pre-step observation (Q1)

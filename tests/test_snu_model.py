@@ -89,7 +89,7 @@ def snu() -> SnuModel:
     """The model, built once for the module from the data directory."""
     if not all((_SNU_DIR / name).is_file() for name in SNU_FILE_SHA256):
         pytest.skip(f"SNU data not in {_SNU_DIR}")
-    return load_snu(_SNU_DIR)
+    return load_snu(_SNU_DIR, passive=snu_task.joint_passive)
 
 
 def _xml_kept_nodes() -> dict[str, ET.Element]:

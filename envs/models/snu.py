@@ -1,6 +1,6 @@
 """SNU humanoid (MASS skeleton + muscles, lower body only) as a MuJoCo model plus a muscle table.
 
-Spec: envs §8 (see docs/quirks.md). The MASS files (``human.xml``, ``muscle284.xml``, Apache-2.0, lsw9021/MASS)
+Spec: envs §8 (docs/quirks.md). The MASS files (``human.xml``, ``muscle284.xml``, Apache-2.0, lsw9021/MASS)
 give every transform as a world-frame rest pose in metres, Y-up. ``load_snu`` keeps the 11 lower-body
 nodes (pelvis, femurs, tibias, tali, big-toe and little-toe blocks), builds them as a ``mujoco.MjSpec`` and
 compiles it, and converts the 152 muscle units whose waypoints all lie on kept bodies into straight
@@ -18,9 +18,10 @@ Conventions (MuJoCo's, which differ from dflex's):
 - Ball joint: qpos = quaternion of the child relative to its rest orientation; qvel = angular velocity of
   the child relative to the parent, expressed in the *child* frame (3 dofs).
 - Hinge: one coordinate (rad); axis (joint frame = body frame) and limits from the XML.
-- Passive terms, envs §3/§8.4 with s = m/15 (m = the child body's mass): ``jnt_stiffness`` = k_e = 5·√s
-  (applies to all dofs of the joint), ``dof_damping`` = k_d = 2.0, ``dof_armature`` = 0.05; all 0 on the
-  free joint. The joint-limit spring k_le = 1e3·s and damper k_ld = 10·s are not MuJoCo concepts; they are
+- Passive terms (envs §3/§8.4): the values come from the ``passive`` function the caller passes (the
+  task's ``joint_passive`` in ``envs/tasks/snu_humanoid.py``, a function of the child body's mass); without
+  one they are 0. ``jnt_stiffness`` applies to all dofs of the joint, ``dof_damping`` and ``dof_armature``
+  per dof; all 0 on the free joint. The joint-limit spring and damper are not MuJoCo concepts; they are
   returned per dof in ``SnuModel.limit_ke``/``limit_kd`` (0 on the free-joint dofs). Note MuJoCo's own ball
   spring acts on the rotation vector (angle·axis), whereas dflex's acts on the quaternion vector part;
   MuJoCo enforces hinge limits as constraints. Both matter only if someone steps the model with MuJoCo.
@@ -47,7 +48,7 @@ from __future__ import annotations
 
 import math
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,13 +77,14 @@ KEPT_BODY_NAMES: frozenset[str] = frozenset(
 )
 """Lower-body nodes kept by the reference (envs §8.2); MuJoCo body order follows the file order."""
 
-REFERENCE_MASS = 15.0
-"""s = m / REFERENCE_MASS scales the per-joint passive parameters (envs §8.4)."""
-JOINT_STIFFNESS_SCALE = 5.0  # k_e = 5·sqrt(s)
-JOINT_DAMPING = 2.0  # k_d (unscaled)
-JOINT_ARMATURE = 0.05  # unscaled
-LIMIT_STIFFNESS_SCALE = 1.0e3  # k_le = 1e3·s
-LIMIT_DAMPING_SCALE = 10.0  # k_ld = 10·s
+PassiveParameters = Callable[[float], Mapping[str, float]]
+"""child body mass -> {"stiffness", "damping", "armature", "limit_ke", "limit_kd"} of its (non-free) joint."""
+
+
+def no_passive(child_mass: float) -> dict[str, float]:
+    """No joint springs, dampers, armature or limit forces."""
+    return dict.fromkeys(("stiffness", "damping", "armature", "limit_ke", "limit_kd"), 0.0)
+
 
 _JOINT_TYPES = {
     "Free": mujoco.mjtJoint.mjJNT_FREE,
@@ -268,19 +270,7 @@ def _set_coefficient(joint: mujoco.MjsJoint, attribute: str, value: float) -> No
         setattr(joint, attribute, value)
 
 
-def passive_parameters(child_mass: float) -> dict[str, float]:
-    """Per-joint passive parameters of envs §8.4 for a (non-free) joint whose child body has this mass."""
-    scale = child_mass / REFERENCE_MASS
-    return {
-        "stiffness": JOINT_STIFFNESS_SCALE * math.sqrt(scale),
-        "damping": JOINT_DAMPING,
-        "armature": JOINT_ARMATURE,
-        "limit_ke": LIMIT_STIFFNESS_SCALE * scale,
-        "limit_kd": LIMIT_DAMPING_SCALE * scale,
-    }
-
-
-def build_snu_spec(nodes: list[SkeletonNode]) -> mujoco.MjSpec:
+def build_snu_spec(nodes: list[SkeletonNode], passive: PassiveParameters = no_passive) -> mujoco.MjSpec:
     """MjSpec of the given skeleton nodes (parents before children), conventions of the module docstring."""
     spec = mujoco.MjSpec()
     spec.modelname = "snu_humanoid_lower_body"
@@ -318,7 +308,7 @@ def build_snu_spec(nodes: list[SkeletonNode]) -> mujoco.MjSpec:
         if node.joint_type == "Free":
             joint = body.add_freejoint(name=node.name)
         else:
-            passive = passive_parameters(node.mass)
+            values = passive(node.mass)
             joint = body.add_joint(name=node.name, type=_JOINT_TYPES[node.joint_type], pos=[0.0, 0.0, 0.0])
             if node.joint_type == "Revolute":
                 if node.joint_axis is None or node.joint_lower is None or node.joint_upper is None:
@@ -330,9 +320,9 @@ def build_snu_spec(nodes: list[SkeletonNode]) -> mujoco.MjSpec:
                 joint.limited = mujoco.mjtLimited.mjLIMITED_FALSE  # XML ball limits are ignored (envs §3)
             else:
                 raise ValueError(f"node {node.name!r}: unsupported joint type {node.joint_type!r}")
-            _set_coefficient(joint, "stiffness", passive["stiffness"])
-            _set_coefficient(joint, "damping", passive["damping"])
-            joint.armature = passive["armature"]
+            _set_coefficient(joint, "stiffness", values["stiffness"])
+            _set_coefficient(joint, "damping", values["damping"])
+            joint.armature = values["armature"]
 
         box_pos, box_quat = _relative_transform(
             node.joint_translation, joint_quat, node.body_translation, quat_from_matrix(node.body_rotation)
@@ -442,7 +432,10 @@ def _resolve_files(
 
 
 def load_snu(
-    data_dir_or_files: str | Path | Mapping[str, str | Path] | None = None, *, verify: bool = True
+    data_dir_or_files: str | Path | Mapping[str, str | Path] | None = None,
+    *,
+    verify: bool = True,
+    passive: PassiveParameters = no_passive,
 ) -> SnuModel:
     """Build the SNU lower-body model (envs §8) from the MASS data files.
 
@@ -452,6 +445,8 @@ def load_snu(
             those two names to file paths.
         verify: check the pinned SHA-256 of explicitly given files (files found by ``snu_data_files`` are
             always checked).
+        passive: the joints' passive parameters as a function of the child body's mass (the task's
+            ``envs.tasks.snu_humanoid.joint_passive``); default none.
 
     Returns:
         ``SnuModel`` with the compiled ``MjModel`` (11 bodies + world, nq = 29, nv = 24, 37 kg), the 152
@@ -459,7 +454,7 @@ def load_snu(
     """
     files = _resolve_files(data_dir_or_files, verify)
     nodes = _kept_nodes(parse_skeleton(files[SKELETON_FILE]))
-    spec = build_snu_spec(nodes)
+    spec = build_snu_spec(nodes, passive)
     mjmodel = spec.compile()
 
     body_ids = {node.name: mujoco.mj_name2id(mjmodel, mujoco.mjtObj.mjOBJ_BODY, node.name) for node in nodes}
@@ -478,9 +473,9 @@ def load_snu(
             rest_qpos[qpos_start + 3 : qpos_start + 7] = quat_from_matrix(node.joint_rotation)
             continue
         dof_count = 3 if node.joint_type == "Ball" else 1
-        passive = passive_parameters(node.mass)
-        limit_ke[dof_start : dof_start + dof_count] = passive["limit_ke"]
-        limit_kd[dof_start : dof_start + dof_count] = passive["limit_kd"]
+        values = passive(node.mass)
+        limit_ke[dof_start : dof_start + dof_count] = values["limit_ke"]
+        limit_kd[dof_start : dof_start + dof_count] = values["limit_kd"]
 
     return SnuModel(
         mjmodel=mjmodel,

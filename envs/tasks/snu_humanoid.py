@@ -7,6 +7,7 @@ noise on every joint coordinate including ball-joint quaternion components, not 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import mujoco
@@ -27,6 +28,24 @@ START_POSITION = (0.0, 1.0, 0.0)
 """Pelvis joint frame at the start, Y-up (the data is Y-up already)."""
 START_ROTATION = axis_angle_quat((0.0, 1.0, 0.0), 90.0)
 """+90 degrees about y, so the character faces +x (xyzw)."""
+REFERENCE_MASS = 15.0
+"""Joint passive parameters scale with s = (child body mass) / REFERENCE_MASS (envs §8.4)."""
+
+
+def joint_passive(child_mass: float) -> dict[str, float]:
+    """Passive parameters of a non-free joint whose child body has this mass (envs §8.4): spring
+    k_e = 5 sqrt(s), damping k_d = 2 and armature 0.05 (unscaled), joint-limit spring k_le = 1e3 s and
+    always-on limit damping k_ld = 10 s (Q8)."""
+    s = child_mass / REFERENCE_MASS
+    return {
+        "stiffness": 5.0 * math.sqrt(s),
+        "damping": 2.0,
+        "armature": 0.05,
+        "limit_ke": 1.0e3 * s,
+        "limit_kd": 10.0 * s,
+    }
+
+
 CONTACT = {"contact_ke": 5.0e3, "contact_kd": 2.0e3, "contact_kf": 1.0e3, "contact_mu": 0.5}
 """Ground-contact material of every box corner (envs §7.2, §8.4)."""
 
@@ -57,7 +76,7 @@ class SnuHumanoid(LocomotionEnv):
     with_previous_action = False
 
     def build_physics(self, cfg):
-        snu = load_snu(cfg.snu_data_dir)
+        snu = load_snu(cfg.snu_data_dir, passive=joint_passive)
         self.joint_noise = 0.2 if cfg.snu_joint_noise else 0.0
         self._rest_joints = snu.mjmodel.qpos0[7:].copy()
         self._f0 = torch.as_tensor(snu.muscles.f0, dtype=torch.float64, device=self.device)
