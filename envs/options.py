@@ -11,10 +11,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 import os
 import types
 import typing
 from typing import Any
+
+import numpy as np
 
 _BOOL_WORDS = {"true": True, "false": False}
 
@@ -51,7 +54,7 @@ class Rule:
             if self.minimum is not None:
                 text += f" >= {self.minimum:g}"
             if self.maximum is not None:
-                text += f" < {self.maximum:g}"
+                text += f" < {self.maximum}"
         return text + (" or null" if self.optional else "")
 
 
@@ -98,14 +101,14 @@ def check_value(key: str, value: Any, rule: Rule) -> Any:
         if not isinstance(value, str) or (rule.choices and value not in rule.choices):
             raise fail()
         return value
-    # Numbers: bool is an int subclass in Python, but never a number here.
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or (rule.kind is int and isinstance(value, float))
-    ):
+    # Numbers: bool is an int subclass in Python, but never a number here; numpy scalars are accepted.
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
         raise fail()
-    if rule.kind is float:
+    if rule.kind is int:
+        if not isinstance(value, numbers.Integral):
+            raise fail()
+        value = int(value)
+    else:
         value = float(value)
         if not math.isfinite(value):
             raise fail()

@@ -50,8 +50,11 @@ def make(name: str, num_envs: int = 1, device: str = "cpu", seed: int = 0, **ove
     accepted values for an unknown override or a value of the wrong type or range.
     """
     make_env = factory(name)
-    for key, value in (("num_envs", num_envs), ("seed", seed), ("device", device)):
-        check_value(key, value, MAKE_ARGS[key])
+    if not isinstance(device, str) and hasattr(device, "type"):
+        device = str(device)  # a torch.device, by its name
+    num_envs = check_value("num_envs", num_envs, MAKE_ARGS["num_envs"])
+    seed = check_value("seed", seed, MAKE_ARGS["seed"])
+    device = check_value("device", device, MAKE_ARGS["device"])
     return make_env(num_envs=num_envs, device=device, seed=seed, **overrides)
 
 

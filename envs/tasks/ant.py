@@ -1,4 +1,8 @@
-"""Ant (envs §7, envs Appendix A.1): 37 observations, 8 actions, 16 substeps."""
+"""Ant (envs §7, envs Appendix A.1): 37 observations, 8 actions, 16 substeps.
+
+Observation (``obs_layout``): height 0, rotation 1:5, velocity 5:8, angular_velocity 8:11, joint_q 11:19,
+joint_qd 19:27 (x 0.1), up 27, heading 28, previous_action 29:37.
+"""
 
 from __future__ import annotations
 

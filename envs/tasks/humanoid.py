@@ -1,4 +1,8 @@
-"""Humanoid (envs §7, envs Appendix A.2): 76 observations, 21 actions, 48 substeps."""
+"""Humanoid (envs §7, envs Appendix A.2): 76 observations, 21 actions, 48 substeps.
+
+Observation (``obs_layout``): height 0, rotation 1:5, velocity 5:8, angular_velocity 8:11, joint_q 11:32,
+joint_qd 32:53 (x 0.1), up 53, heading 54, previous_action 55:76.
+"""
 
 from __future__ import annotations
 

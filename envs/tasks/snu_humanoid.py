@@ -1,5 +1,8 @@
 """SNU humanoid, lower body with 152 muscles (envs §7, §8): 53 observations, 152 actions.
 
+Observation (``obs_layout``): height 0, rotation 1:5, velocity 5:8, angular_velocity 8:11, joint_q 11:33
+(ball quaternions as x, y, z, w), joint_qd 33:51 (x 0.1), up 51, heading 52; no previous action.
+
 Reference quirks reproduced by default and switchable: signed activations (Q2), the 0.36 f0 strength
 scale from a doubly applied 0.6 (Q3), a height reward that is computed but never added (Q4), and reset
 noise on every joint coordinate including ball-joint quaternion components, not renormalised (Q5).
