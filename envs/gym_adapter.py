@@ -100,7 +100,6 @@ class WarpSingleEnv(gymnasium.Env):
     def __init__(self, env_name: str, device: str = "cpu", seed: int = 0, **overrides: Any):
         self.env = make(env_name, num_envs=1, device=device, seed=seed, **overrides)
         self.observation_space, self.action_space = _spaces(self.env)
-        self._needs_reset = True
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
