@@ -3,7 +3,8 @@
 For each env: forward env-steps/s (no recording), forward+backward env-steps/s (a taped window of
 ``horizon`` steps, backward from the summed reward), and MuJoCo's own C ``mj_step`` on the same model
 at the same substep as a reference line (single-threaded, ground contact between the body geoms and
-the plane as in the engine, reported per control step). Medians over repeats after one warm-up window, with the 5th-percentile (slow-tail) throughput.
+the plane as in the engine, reported per control step). Medians over repeats after one warm-up window,
+with the 5th-percentile (slow-tail) throughput.
 One env-step = one control step (1/60 s) of one env.
 
     python -m bench.perf --env ant humanoid --num-envs 64 --horizon 32 --out results/perf/perf_cpu.csv
