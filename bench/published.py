@@ -107,7 +107,7 @@ def read_curve_file(path: str | Path, algo: str, env: str) -> pd.DataFrame:
                     "algo": algo,
                     "env": env,
                     "seed": _seed(run, i),
-                    "run": f"{Path(path).name}:{run}",
+                    "run": f"{Path(path).name.removesuffix('.gz')}:{run}",
                     "env_steps": steps[keep].to_numpy(),
                     "wall_time_s": times[keep].to_numpy(),
                     "train_time_s": times[keep].to_numpy(),
@@ -119,10 +119,18 @@ def read_curve_file(path: str | Path, algo: str, env: str) -> pd.DataFrame:
 
 
 def read_curves(curves_dir: str | Path, ablations: bool = False) -> pd.DataFrame:
-    """All recognised curve files of ``curves_dir`` as one tidy table (sorted file order)."""
+    """All recognised curve files of ``curves_dir`` as one tidy table (sorted file order).
+
+    A file may be gzipped (``<name>.csv.gz``, as committed in ``results/published/curves/``); it is read as
+    the ``<name>.csv`` it decompresses to.
+    """
     frames = []
-    for path in sorted(Path(curves_dir).glob("*.csv")):
-        names = parse_name(path.stem, ablations)
+    paths = {
+        p.name.removesuffix(".gz"): p for p in Path(curves_dir).glob("*.csv*") if p.suffix in (".csv", ".gz")
+    }
+    for name in sorted(paths):
+        path = paths[name]
+        names = parse_name(name.removesuffix(".csv"), ablations)
         if names is not None:
             frames.append(read_curve_file(path, names[0], names[1]))
     if not frames:
@@ -135,11 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench.published",
         description="Run bench.report on the PWM paper's released learning curves (CURVES_DIR holds the wide "
-        "CSVs <algo>_<env>[_variant].csv). PWM and TD-MPC2 on Ant, Hopper, Anymal, Humanoid and SNU "
-        "Humanoid (5 seeds, env-step axis) make the cross-env aggregates; SHAC/AHAC/PPO/SAC curves exist "
-        "only for Ant and Hopper against wall-clock and appear per env. Scores are training returns, "
-        "normalised by PPO's maximum (--normalize ppo_max) by default. The released per-run data are not "
-        "copied to --out.",
+        "CSVs <algo>_<env>[_variant].csv, or .csv.gz; results/published/curves/ has those the report reads). "
+        "PWM and TD-MPC2 on Ant, Hopper, Anymal, Humanoid and SNU Humanoid (5 seeds, env-step axis) make the "
+        "cross-env aggregates; SHAC/AHAC/PPO/SAC curves exist only for Ant and Hopper against wall-clock and "
+        "appear per env. Scores are training returns, normalised by PPO's maximum (--normalize ppo_max) by "
+        "default. The released per-run data are not copied to --out.",
     )
     parser.add_argument("curves_dir", type=Path, metavar="CURVES_DIR", help="folder of released curve CSVs")
     parser.add_argument("--out", type=Path, required=True, metavar="FIG_DIR", help="output folder")
