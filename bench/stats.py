@@ -552,14 +552,10 @@ def curve_interval(
         est[cols], low[cols], high[cols] = iv.estimate, iv.low, iv.high
         if iv.method != method_used:
             method_used = iv.method
-    return Band(
-        x=xs,
-        estimate=est,
-        low=low,
-        high=high,
-        n_runs=n_runs,
-        method=method_used,
-        confidence_level=confidence_level,
-        n_resamples=n_resamples,
-        seed=seed,
-    )
+    provenance = {
+        "method": method_used,
+        "confidence_level": confidence_level,
+        "n_resamples": n_resamples,
+        "seed": seed,
+    }
+    return Band(x=xs, estimate=est, low=low, high=high, n_runs=n_runs, **provenance)
