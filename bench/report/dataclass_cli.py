@@ -21,7 +21,9 @@ from typing import Any, Literal
 NO_CLI = {"cli": False}
 
 
-def cli(flag: str | None = None, metavar: str | tuple[str, ...] | None = None, parse: Callable | None = None):
+def cli(
+    flag: str | None = None, metavar: str | tuple[str, ...] | None = None, parse: Callable | None = None
+) -> dict[str, Any]:
     """Field metadata: option name (default ``--field-name``), metavar, and a parser of the option's text."""
     return {"flag": flag, "metavar": metavar, "parse": parse}
 
@@ -80,8 +82,8 @@ def _comma_list(element: Any) -> Callable[[str], tuple]:
     choices = _choices(element)
 
     def parse(text: str) -> tuple:
-        items = tuple(_choice(choices)(s.strip()) if choices else element(s.strip()) for s in text.split(","))
-        items = tuple(i for i in items if i != "")
+        words = [w.strip() for w in text.split(",") if w.strip()]
+        items = tuple(_choice(choices)(w) if choices else element(w) for w in words)
         if not items or (choices and any(i not in choices for i in items)):
             what = (
                 f"a comma-separated subset of {', '.join(choices)}" if choices else "comma-separated values"
@@ -117,8 +119,11 @@ def _shown(default: Any) -> str:
     return str(default)
 
 
-def add_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup, defaults: Any) -> None:
-    """One option per command-line field of the dataclass instance ``defaults``, its values as defaults."""
+def add_options(parser: Any, defaults: Any) -> None:
+    """One option per command-line field of the dataclass instance ``defaults``, its values as defaults.
+
+    ``parser`` is an ``argparse.ArgumentParser`` or one of its argument groups.
+    """
     hints = typing.get_type_hints(type(defaults))
     docs = field_docs(type(defaults))
     for f in _cli_fields(defaults):
