@@ -14,6 +14,7 @@ import importlib
 import json
 import math
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,20 @@ def test_every_committed_report_is_in_the_manifest():
     reports = {str(p.parent.relative_to(ROOT)) for p in (ROOT / "results").rglob("stats.json")}
     assert reports <= listed, f"reports not in {MANIFEST.name}: {sorted(reports - listed)}"
     assert all((ROOT / out).is_dir() for out in listed), "a manifest entry names a folder that does not exist"
+
+
+def test_no_report_input_is_ignored_by_git():
+    """The class of bug behind issue 11 item 1: a `runs/` pattern in .gitignore hid results/runs/."""
+    paths = [p for e in _entries() for p in e["inputs"]] + [
+        f"{p}/x/eval.csv" for e in _entries() for p in e["inputs"]
+    ]
+    try:
+        done = subprocess.run(["git", "check-ignore", *paths], cwd=ROOT, capture_output=True, text=True)
+    except FileNotFoundError:
+        pytest.skip("git is not installed")
+    if done.returncode not in (0, 1):  # 128: not a git checkout (an unpacked sdist, say)
+        pytest.skip(f"not a git checkout: {done.stderr.strip()}")
+    assert done.stdout.split() == [], f"ignored by .gitignore: {done.stdout.split()}"
 
 
 def test_missing_inputs_fail_and_pending_entries_skip(tmp_path, monkeypatch):
