@@ -218,17 +218,19 @@ def plot_aggregate(
     return fig
 
 
-def plot_profiles(bands: Mapping[str, Band], algos: Sequence[str], xlabel: str) -> Figure:
-    """F3: performance profiles (fraction of runs with score > tau) with confidence bands."""
+def plot_profiles(
+    profiles: Mapping[str, Interval], taus: np.ndarray, algos: Sequence[str], xlabel: str
+) -> Figure:
+    """F3: performance profiles (fraction of runs with score > tau, at each tau) with confidence bands."""
     colors = algo_colors(algos)
     fig = Figure(figsize=(ONE_COLUMN_IN, 2.4), layout="constrained")
     ax = fig.subplots()
     for algo in algos:
-        band = bands.get(algo)
-        if band is None:
+        profile = profiles.get(algo)
+        if profile is None:
             continue
-        ax.plot(band.x, band.estimate, color=colors[algo], lw=1.5, label=algo_label(algo))
-        ax.fill_between(band.x, band.low, band.high, color=colors[algo], alpha=0.2, lw=0)
+        ax.plot(taus, profile.estimate, color=colors[algo], lw=1.5, label=algo_label(algo))
+        ax.fill_between(taus, profile.low, profile.high, color=colors[algo], alpha=0.2, lw=0)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(r"Fraction of runs with score $> \tau$")
     ax.set_ylim(-0.02, 1.02)

@@ -14,12 +14,14 @@ import argparse
 import re
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from bench import report
+from bench import report, stats
+from bench.plotting import write_file
 
 ALGOS = {"pwm": "PWM", "tdmpc2": "TD-MPC2", "shac": "SHAC", "ahac": "AHAC", "ppo": "PPO", "sac": "SAC"}
 ENVS = {
@@ -41,6 +43,14 @@ TIME_COLUMN = "Relative Time (Process)"
 DATA_LABEL = (
     "mean return of recent training episodes of the stochastic policy, as released by the PWM authors "
     "(not a deterministic evaluation)"
+)
+# bench.report's options with the paper's normalisation and resamples; the per-run data are not written.
+DEFAULTS = report.ReportOptions(
+    normalize="ppo_max",
+    n_resamples=stats.PAPER_RESAMPLES,
+    data_label=DATA_LABEL,
+    write_run_data=False,
+    notes=["wall-clock of released curves is process time ('Relative Time (Process)'), hardware unstated"],
 )
 _FILE = re.compile(
     r"^(?P<algo>[a-z0-9]+)_(?P<env>humanoidsnu|humanoid|hopper|anymal|ant)(?:_(?P<variant>.+))?$"
@@ -97,7 +107,7 @@ def read_curve_file(path: str | Path, algo: str, env: str) -> pd.DataFrame:
                     "algo": algo,
                     "env": env,
                     "seed": _seed(run, i),
-                    "run": f"{Path(path).name}:{run}",
+                    "run": f"{Path(path).name.removesuffix('.gz')}:{run}",
                     "env_steps": steps[keep].to_numpy(),
                     "wall_time_s": times[keep].to_numpy(),
                     "train_time_s": times[keep].to_numpy(),
@@ -109,10 +119,18 @@ def read_curve_file(path: str | Path, algo: str, env: str) -> pd.DataFrame:
 
 
 def read_curves(curves_dir: str | Path, ablations: bool = False) -> pd.DataFrame:
-    """All recognised curve files of ``curves_dir`` as one tidy table (sorted file order)."""
+    """All recognised curve files of ``curves_dir`` as one tidy table (sorted file order).
+
+    A file may be gzipped (``<name>.csv.gz``, as committed in ``results/published/curves/``); it is read as
+    the ``<name>.csv`` it decompresses to.
+    """
     frames = []
-    for path in sorted(Path(curves_dir).glob("*.csv")):
-        names = parse_name(path.stem, ablations)
+    paths = {
+        p.name.removesuffix(".gz"): p for p in Path(curves_dir).glob("*.csv*") if p.suffix in (".csv", ".gz")
+    }
+    for name in sorted(paths):
+        path = paths[name]
+        names = parse_name(name.removesuffix(".csv"), ablations)
         if names is not None:
             frames.append(read_curve_file(path, names[0], names[1]))
     if not frames:
@@ -125,11 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench.published",
         description="Run bench.report on the PWM paper's released learning curves (CURVES_DIR holds the wide "
-        "CSVs <algo>_<env>[_variant].csv). PWM and TD-MPC2 on Ant, Hopper, Anymal, Humanoid and SNU "
-        "Humanoid (5 seeds, env-step axis) make the cross-env aggregates; SHAC/AHAC/PPO/SAC curves exist "
-        "only for Ant and Hopper against wall-clock and appear per env. Scores are training returns, "
-        "normalised by PPO's maximum (--normalize ppo_max) by default. The released per-run data are not "
-        "copied to --out.",
+        "CSVs <algo>_<env>[_variant].csv, or .csv.gz; results/published/curves/ has those the report reads). "
+        "PWM and TD-MPC2 on Ant, Hopper, Anymal, Humanoid and SNU Humanoid (5 seeds, env-step axis) make the "
+        "cross-env aggregates; SHAC/AHAC/PPO/SAC curves exist only for Ant and Hopper against wall-clock and "
+        "appear per env. Scores are training returns, normalised by PPO's maximum (--normalize ppo_max) by "
+        "default. The released per-run data are not copied to --out.",
     )
     parser.add_argument("curves_dir", type=Path, metavar="CURVES_DIR", help="folder of released curve CSVs")
     parser.add_argument("--out", type=Path, required=True, metavar="FIG_DIR", help="output folder")
@@ -141,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--tidy", type=Path, metavar="CSV", help="also write the tidy table of the released curves to CSV"
     )
-    report.add_analysis_options(parser, resamples=50_000, normalize="ppo_max")
+    report.add_analysis_options(parser, DEFAULTS)
     return parser
 
 
@@ -149,17 +167,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; exit status 2 for bad arguments or a folder without curve files."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    options = report.options_from_args(
-        parser,
-        args,
-        source=f"released curves in {args.curves_dir.name}/ (imgeorgiev/PWM results/data, imgeorgiev/DiffRL "
-        "results)",
-        data_label=DATA_LABEL,
-        write_run_data=False,
-        notes=[
-            "wall-clock of released curves is process time ('Relative Time (Process)'), hardware unstated"
-        ],
+    source = (
+        f"released curves in {args.curves_dir.name}/ (imgeorgiev/PWM results/data, imgeorgiev/DiffRL results)"
     )
+    options = report.options_from_args(parser, args, replace(DEFAULTS, source=source))
     if not args.curves_dir.is_dir():
         parser.error(f"CURVES_DIR {args.curves_dir} is not a directory")
     report.check_out_dir(parser, args.out)
@@ -168,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"no recognised curve files (<algo>_<env>[_variant].csv) in {args.curves_dir}")
     if args.tidy is not None:
         args.tidy.parent.mkdir(parents=True, exist_ok=True)
-        report.write_file(args.tidy, table.to_csv(index=False).encode())
+        write_file(args.tidy, table.to_csv(index=False).encode())
     try:
         result = report.make_report(table, args.out, options)
     except report.ReportError as exc:

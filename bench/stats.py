@@ -1,6 +1,7 @@
-"""Aggregate statistics over score arrays: point estimates, stratified bootstrap intervals, normalisation.
+"""Aggregate statistics over score arrays: point estimates and stratified bootstrap intervals.
 
-Pure functions over numpy arrays (evaluation spec §2); no import of ``envs`` or ``algos``, no rliable.
+Pure functions over numpy arrays (evaluation spec §2); no import of ``envs`` or ``algos``, no rliable, and no
+knowledge of particular envs (normalisation constants live in :mod:`bench.normalization`).
 
 Data model
 ----------
@@ -8,23 +9,22 @@ Data model
 scores per task, which allows unequal run counts per task. Non-finite entries (NaN for a crashed run, or NaN
 padding) are excluded and counted in ``Interval.n_excluded``.
 
-Learning curves use one ``[runs, evals]`` array per task (see :func:`curve_interval`).
-
 Intervals
 ---------
-The stratified bootstrap resamples runs with replacement *within each task* (Agarwal et al., arXiv
-2108.13264): ``scipy.stats.bootstrap`` with one sample per task and ``paired=False``, so each task's runs are
-resampled independently and the statistic concatenates the resampled tasks. All randomness comes from the
-``rng`` argument (an int seed, a sequence of ints, or a ``numpy.random.Generator``); equal seeds give
-bit-identical intervals.
+:func:`interval` is the one interval estimate; like rliable's ``get_interval_estimates`` it takes the metric
+as an argument: a name from :data:`METRICS` or a :class:`Metric` (e.g. :func:`profile_metric`). The
+stratified bootstrap resamples runs with replacement *within each task* (Agarwal et al., arXiv 2108.13264):
+``scipy.stats.bootstrap`` with one sample per task and ``paired=False``, so each task's runs are resampled
+independently and the statistic concatenates the resampled tasks. All randomness comes from the ``rng``
+argument (an int seed, a sequence of ints, or a ``numpy.random.Generator``); equal seeds give bit-identical
+intervals. Learning curves (:func:`curve_interval`) are intervals of the IQM at each evaluation point.
 """
 
 from __future__ import annotations
 
 import inspect
-import re
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -34,29 +34,18 @@ import scipy.stats
 ArrayLike = Any
 RngLike = int | Sequence[int] | np.random.Generator
 
-METRICS = ("iqm", "mean", "median", "optimality_gap")
-METRIC_LABELS = {"iqm": "IQM", "mean": "Mean", "median": "Median", "optimality_gap": "Optimality gap"}
+METRIC_LABELS = {
+    "iqm": "IQM",
+    "mean": "Mean",
+    "median": "Median",
+    "optimality_gap": "Optimality gap",
+    "probability_of_improvement": "P(X > Y)",
+    "performance_profile": "Performance profile",
+}
 CI_METHODS = ("percentile", "BCa", "basic")
 DEFAULT_RESAMPLES = 10_000
 PAPER_RESAMPLES = 50_000
 
-# PPO's maximum training return per env, the PWM paper's normaliser ("perf_scales" in imgeorgiev/PWM
-# results/results.ipynb; evaluation spec §3). Only for reproducing the paper (``--normalize ppo_max``).
-PPO_MAX_RETURNS: dict[str, float] = {
-    "hopper": 4742.30,
-    "ant": 6604.66,
-    "anymal": 12028.99,
-    "humanoid": 7292.79,
-    "snuhumanoid": 4246.04,
-}
-
-# warpbench's own min-max reference scores, env -> (R_min random policy, R_ref fixed-budget reference run).
-# Versioned constants (evaluation spec §1); filled once the reference runs exist. Until then pass explicit
-# references (``bench.report --reference FILE``).
-REFERENCE_SCORES_VERSION = "0 (none recorded yet)"
-REFERENCE_SCORES: dict[str, tuple[float, float]] = {}
-
-_ENV_ALIASES = {"humanoidsnu": "snuhumanoid", "humanoidmtu": "snuhumanoid", "snu": "snuhumanoid"}
 _BOOTSTRAP_RNG_KW = "rng" if "rng" in inspect.signature(scipy.stats.bootstrap).parameters else "random_state"
 _MAX_BATCH_ELEMENTS = 4_000_000
 
@@ -69,11 +58,17 @@ def task_samples(scores: ArrayLike) -> tuple[list[np.ndarray], int]:
     """Split ``scores`` into one 1-D array of finite run scores per task and count excluded entries.
 
     Accepts a list or tuple of per-task 1-D arrays (ragged allowed), or anything ``numpy.asarray`` turns into
-    a 2-D ``[runs, tasks]`` array (a 1-D array is one task). Raises ValueError when there are no tasks or a
-    task has no finite score.
+    a 2-D ``[runs, tasks]`` array (a 1-D array is one task). A per-task array with more dimensions is a
+    batch ``[..., runs]`` of samples (one per evaluation point, say) and must be finite. Raises ValueError
+    when there are no tasks or a task has no finite score.
     """
     if isinstance(scores, (list, tuple)) and len(scores) > 0 and not np.isscalar(scores[0]):
-        columns = [np.asarray(c, dtype=float).ravel() for c in scores]
+        columns = [np.asarray(c, dtype=float) for c in scores]
+        if any(c.ndim > 1 for c in columns):
+            if not all(c.ndim > 1 and np.isfinite(c).all() for c in columns):
+                raise ValueError("batched per-task samples [..., runs] must all be batched and finite")
+            return columns, 0
+        columns = [c.ravel() for c in columns]
     else:
         arr = np.asarray(scores, dtype=float)
         if arr.ndim == 1:
@@ -136,22 +131,6 @@ def _optimality_gap(samples: Sequence[np.ndarray], gamma: float = 1.0) -> np.nda
     return gamma - _mean([np.minimum(s, gamma) for s in samples])
 
 
-_METRIC_FUNCS: dict[str, Callable[..., np.ndarray]] = {
-    "iqm": _iqm,
-    "mean": _mean,
-    "median": _median,
-    "optimality_gap": _optimality_gap,
-}
-
-
-def _metric_func(metric: str, gamma: float) -> Callable[[Sequence[np.ndarray]], np.ndarray]:
-    if metric not in _METRIC_FUNCS:
-        raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
-    if metric == "optimality_gap":
-        return lambda samples: _optimality_gap(samples, gamma)
-    return _METRIC_FUNCS[metric]
-
-
 def iqm(scores: ArrayLike) -> float:
     """Interquartile mean: 25% trimmed mean of all pooled run x task scores (int(0.25 n) cut per end)."""
     return float(_iqm(task_samples(scores)[0]))
@@ -173,8 +152,11 @@ def optimality_gap(scores: ArrayLike, gamma: float = 1.0) -> float:
 
 
 def aggregate(scores: ArrayLike, metric: str = "iqm", gamma: float = 1.0) -> float:
-    """Point estimate of ``metric`` (one of :data:`METRICS`)."""
-    return float(_metric_func(metric, gamma)(task_samples(scores)[0]))
+    """Point estimate of a one-score-set ``metric`` (a name in :data:`METRICS`)."""
+    m = get_metric(metric, gamma)
+    if m.score_sets != 1:
+        raise ValueError(f"{m.name} compares {m.score_sets} score sets; use interval()")
+    return float(m.statistic(task_samples(scores)[0]))
 
 
 def probability_of_improvement(x: ArrayLike, y: ArrayLike) -> float:
@@ -214,6 +196,51 @@ def performance_profile(scores: ArrayLike, taus: ArrayLike, per_task_mean: bool 
     return (pooled[None, :] > taus[:, None]).mean(axis=1)
 
 
+@dataclass(frozen=True)
+class Metric:
+    """An aggregate metric for :func:`interval`, vectorised over the leading axes of its inputs.
+
+    ``statistic`` gets one list of per-task arrays ``[..., runs]`` per score set (``score_sets`` of them, two
+    when it compares two methods) and returns the estimate ``[...]``: a scalar, or a vector such as a profile
+    over thresholds. ``prepare``, when given, turns each task's run scores into the array that is resampled.
+    """
+
+    name: str
+    statistic: Callable[..., np.ndarray]
+    score_sets: int = 1
+    prepare: Callable[[np.ndarray], np.ndarray] | None = None
+
+
+METRICS = ("iqm", "mean", "median", "optimality_gap", "probability_of_improvement")
+
+
+def get_metric(metric: str | Metric, gamma: float = 1.0) -> Metric:
+    """The :class:`Metric` named ``metric`` (one of :data:`METRICS`; ``gamma`` for the optimality gap)."""
+    if isinstance(metric, Metric):
+        return metric
+    named = {
+        "iqm": Metric("iqm", _iqm),
+        "mean": Metric("mean", _mean),
+        "median": Metric("median", _median),
+        "optimality_gap": Metric("optimality_gap", lambda s: _optimality_gap(s, gamma)),
+        "probability_of_improvement": Metric("probability_of_improvement", _poi, score_sets=2),
+    }
+    if metric not in named:
+        raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+    return named[metric]
+
+
+def profile_metric(taus: ArrayLike) -> Metric:
+    """Performance profile over the thresholds ``taus``: fraction of pooled run scores above each."""
+    taus = np.asarray(taus, dtype=float)
+    # Each task's runs become an indicator array [tau, runs]: one run resample serves every threshold.
+    return Metric(
+        "performance_profile",
+        lambda samples: np.concatenate(samples, axis=-1).mean(axis=-1),
+        prepare=lambda runs: (runs[None, :] > taus[:, None]).astype(float),
+    )
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Bootstrap machinery
 
@@ -223,9 +250,9 @@ class Interval:
     """A point estimate with its confidence interval and everything needed to reproduce it."""
 
     metric: str
-    estimate: float
-    low: float
-    high: float
+    estimate: float | np.ndarray  # arrays for a vector-valued metric (a profile, a batch of curve points)
+    low: float | np.ndarray
+    high: float | np.ndarray
     method: str
     confidence_level: float
     n_resamples: int
@@ -372,28 +399,29 @@ def _stratified(
 
 
 def _task_bootstrap(
-    samples: list[np.ndarray],
-    func: Callable[[Sequence[np.ndarray]], np.ndarray],
+    sets: list[list[np.ndarray]],
+    statistic: Callable[..., np.ndarray],
     rng: RngLike,
     n_resamples: int,
     method: str,
     confidence_level: float,
     notes: list[str],
 ) -> tuple[float, float, str, Any]:
-    """Resample whole tasks with replacement (labelled alternative for one run per task)."""
+    """Resample whole tasks with replacement, the same tasks for every score set (labelled alternative)."""
     method = _check_method(method)
     gen, seed = make_rng(rng)
-    if len(samples) < 2:
+    n_tasks = len(sets[0])
+    if n_tasks < 2:
         _warn(notes, "task bootstrap needs at least two tasks; interval is NaN")
         return np.nan, np.nan, method, seed
 
     def stat(idx: np.ndarray) -> float:
-        return float(func([samples[int(i)] for i in idx]))
+        return float(statistic(*[[s[int(i)] for i in idx] for s in sets]))
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = scipy.stats.bootstrap(
-            (np.arange(len(samples)),),
+            (np.arange(n_tasks),),
             stat,
             vectorized=False,
             n_resamples=n_resamples,
@@ -411,12 +439,17 @@ def _task_bootstrap(
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Public interval estimates
+# The interval estimate
+
+
+def _value(a: ArrayLike) -> float | np.ndarray:
+    a = np.asarray(a, dtype=float)
+    return float(a) if a.ndim == 0 else a
 
 
 def interval(
     scores: ArrayLike,
-    metric: str = "iqm",
+    metric: str | Metric = "iqm",
     *,
     rng: RngLike,
     n_resamples: int = DEFAULT_RESAMPLES,
@@ -425,108 +458,52 @@ def interval(
     gamma: float = 1.0,
     task_bootstrap: bool = False,
 ) -> Interval:
-    """Point estimate and stratified-bootstrap confidence interval of an aggregate ``metric``.
+    """Point estimate and bootstrap confidence interval of ``metric`` (a name in :data:`METRICS` or a Metric).
 
-    ``task_bootstrap=True`` resamples whole tasks instead (labelled ``scheme="task"``), for one run per task.
-    A single run per task without it gives a NaN interval and a RuntimeWarning.
+    ``scores`` is one score set, or for a metric that compares score sets (``probability_of_improvement``,
+    P(X > Y)) the tuple ``(x, y)`` of them on the same tasks; each set's runs are resampled independently
+    within tasks. Vector-valued metrics (:func:`profile_metric`, batched samples) give array estimates and
+    bounds. ``task_bootstrap=True`` resamples whole tasks instead (labelled ``scheme="task"``), for one run
+    per task. A single run per task without it gives a NaN interval and a RuntimeWarning.
     """
-    samples, excluded = task_samples(scores)
-    func = _metric_func(metric, gamma)
-    notes: list[str] = []
-    if excluded:
-        notes.append(f"{excluded} non-finite run score(s) excluded")
+    m = get_metric(metric, gamma)
+    score_sets = tuple(scores) if m.score_sets > 1 else (scores,)
+    if len(score_sets) != m.score_sets:
+        raise ValueError(f"{m.name} takes {m.score_sets} score sets, got {len(score_sets)}")
+    sets, excluded = [], 0
+    for s in score_sets:
+        tasks, n = task_samples(s)
+        sets.append([m.prepare(t) for t in tasks] if m.prepare else tasks)
+        excluded += n
+    n_tasks = len(sets[0])
+    if any(len(s) != n_tasks for s in sets):
+        raise ValueError(f"the score sets have {[len(s) for s in sets]} tasks; they must match")
+    notes = [f"{excluded} non-finite run score(s) excluded"] if excluded else []
+    strata = [t for s in sets for t in s]  # one stratum per (score set, task)
     if task_bootstrap:
         low, high, used, seed = _task_bootstrap(
-            samples, func, rng, n_resamples, method, confidence_level, notes
+            sets, m.statistic, rng, n_resamples, method, confidence_level, notes
         )
-        scheme = "task"
     else:
-        lo, hi, used, seed = _stratified(samples, func, rng, n_resamples, method, confidence_level, notes)
-        low, high, scheme = float(lo), float(hi), "stratified"
+
+        def statistic(resampled: list[np.ndarray]) -> np.ndarray:
+            return m.statistic(*(resampled[k * n_tasks : (k + 1) * n_tasks] for k in range(len(sets))))
+
+        low, high, used, seed = _stratified(
+            strata, statistic, rng, n_resamples, method, confidence_level, notes
+        )
     return Interval(
-        metric=metric,
-        estimate=float(func(samples)),
-        low=low,
-        high=high,
+        metric=m.name,
+        estimate=_value(m.statistic(*sets)),
+        low=_value(low),
+        high=_value(high),
         method=used,
         confidence_level=confidence_level,
         n_resamples=n_resamples,
         seed=seed,
-        runs_per_task=[int(s.size) for s in samples],
+        runs_per_task=[int(t.shape[-1]) for t in strata],
         n_excluded=excluded,
-        scheme=scheme,
-        notes=notes,
-    )
-
-
-def poi_interval(
-    x: ArrayLike,
-    y: ArrayLike,
-    *,
-    rng: RngLike,
-    n_resamples: int = DEFAULT_RESAMPLES,
-    method: str = "percentile",
-    confidence_level: float = 0.95,
-) -> Interval:
-    """P(X > Y) with both methods' runs resampled independently within tasks (2 T samples in one call)."""
-    xs, ex_x = task_samples(x)
-    ys, ex_y = task_samples(y)
-    if len(xs) != len(ys):
-        raise ValueError(f"x has {len(xs)} tasks, y has {len(ys)}")
-    notes: list[str] = []
-    n = len(xs)
-    low, high, used, seed = _stratified(
-        xs + ys, lambda s: _poi(s[:n], s[n:]), rng, n_resamples, method, confidence_level, notes
-    )
-    return Interval(
-        metric="probability_of_improvement",
-        estimate=probability_of_improvement(xs, ys),
-        low=float(low),
-        high=float(high),
-        method=used,
-        confidence_level=confidence_level,
-        n_resamples=n_resamples,
-        seed=seed,
-        runs_per_task=[int(s.size) for s in xs + ys],
-        n_excluded=ex_x + ex_y,
-        notes=notes,
-    )
-
-
-def profile_interval(
-    scores: ArrayLike,
-    taus: ArrayLike,
-    *,
-    rng: RngLike,
-    n_resamples: int = DEFAULT_RESAMPLES,
-    method: str = "percentile",
-    confidence_level: float = 0.95,
-) -> Band:
-    """Performance profile (fraction of pooled scores > tau) with a stratified-bootstrap band over taus."""
-    samples, _ = task_samples(scores)
-    taus = np.asarray(taus, dtype=float)
-    # One indicator array [tau, runs] per task: the same run resample serves every threshold.
-    strata = [(s[None, :] > taus[:, None]).astype(float) for s in samples]
-    notes: list[str] = []
-    low, high, used, seed = _stratified(
-        strata,
-        lambda r: np.concatenate(r, axis=-1).mean(axis=-1),
-        rng,
-        n_resamples,
-        method,
-        confidence_level,
-        notes,
-    )
-    return Band(
-        x=taus,
-        estimate=performance_profile(samples, taus),
-        low=low,
-        high=high,
-        n_runs=np.full(taus.shape, sum(s.size for s in samples)),
-        method=used,
-        confidence_level=confidence_level,
-        n_resamples=n_resamples,
-        seed=seed,
+        scheme="task" if task_bootstrap else "stratified",
         notes=notes,
     )
 
@@ -540,11 +517,11 @@ def curve_interval(
     method: str = "percentile",
     confidence_level: float = 0.95,
 ) -> Band:
-    """IQM learning curve over runs (and tasks) at each evaluation point, with a per-point bootstrap band.
+    """IQM learning curve over runs (and tasks): the :func:`interval` of the IQM at each evaluation point.
 
     ``curves`` holds one ``[runs, evals]`` array per task (all with the same evaluation grid); NaN marks a
     run without a value at that point. Points are grouped by which runs have data, and each group is one
-    stratified bootstrap (the same run resample for every point of the group).
+    interval over the batch of its points (the same run resample for every point of the group).
     """
     arrs = [np.atleast_2d(np.asarray(c, dtype=float)) for c in curves]
     n_evals = arrs[0].shape[1]
@@ -554,12 +531,12 @@ def curve_interval(
     gen, seed = make_rng(rng)
     est, low, high = (np.full(n_evals, np.nan) for _ in range(3))
     n_runs = np.zeros(n_evals, dtype=int)
-    notes: list[str] = []
     masks = np.concatenate([np.isfinite(a) for a in arrs], axis=0)  # [all runs, evals]
     groups: dict[bytes, list[int]] = {}
     for e in range(n_evals):
         groups.setdefault(masks[:, e].tobytes(), []).append(e)
     method_used = _check_method(method)
+    bootstrap = {"n_resamples": n_resamples, "method": method, "confidence_level": confidence_level}
     offsets = np.cumsum([0] + [a.shape[0] for a in arrs])
     for key in sorted(groups, key=lambda k: groups[k][0]):
         cols = groups[key]
@@ -567,75 +544,18 @@ def curve_interval(
         strata = [a[mask[offsets[t] : offsets[t + 1]]][:, cols].T for t, a in enumerate(arrs)]
         strata = [s for s in strata if s.shape[-1] > 0]
         n_runs[cols] = int(mask.sum())
-        if not strata or len(strata) < len(arrs):
+        if len(strata) < len(arrs):
             continue  # a task without data at these points: no estimate
-        est[cols] = _iqm(strata)
-        if sum(s.shape[-1] for s in strata) < 2:
-            continue
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            lo, hi, used, _ = _stratified(strata, _iqm, gen, n_resamples, method, confidence_level, [])
-        low[cols], high[cols] = lo, hi
-        if used != method_used:
-            method_used = used
-    return Band(
-        x=xs,
-        estimate=est,
-        low=low,
-        high=high,
-        n_runs=n_runs,
-        method=method_used,
-        confidence_level=confidence_level,
-        n_resamples=n_resamples,
-        seed=seed,
-        notes=notes,
-    )
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Normalisation
-
-
-def env_key(env: str) -> str:
-    """Canonical env key for constant lookup: lower case, letters and digits only, aliases resolved."""
-    key = re.sub(r"[^a-z0-9]", "", env.lower())
-    key = key.removesuffix("env")
-    return _ENV_ALIASES.get(key, key)
-
-
-def normalize_minmax(returns: ArrayLike, r_min: float, r_ref: float) -> np.ndarray:
-    """Min-max normalised score ``(R - R_min) / (R_ref - R_min)``."""
-    if r_ref == r_min:
-        raise ValueError("reference score equals the minimum score; cannot normalise")
-    return (np.asarray(returns, dtype=float) - r_min) / (r_ref - r_min)
-
-
-def normalize_ppo_max(returns: ArrayLike, env: str) -> np.ndarray:
-    """The PWM paper's normalisation: divide by PPO's maximum training return on ``env``."""
-    key = env_key(env)
-    if key not in PPO_MAX_RETURNS:
-        raise KeyError(f"no PPO maximum for env {env!r}; known: {', '.join(PPO_MAX_RETURNS)}")
-    return np.asarray(returns, dtype=float) / PPO_MAX_RETURNS[key]
-
-
-def reference_for(env: str, references: Mapping[str, Sequence[float]] | None = None) -> tuple[float, float]:
-    """``(R_min, R_ref)`` of ``env`` from ``references`` (matched by :func:`env_key`) or stored constants."""
-    table = {env_key(k): v for k, v in (REFERENCE_SCORES if references is None else references).items()}
-    key = env_key(env)
-    if key not in table:
-        raise KeyError(f"no reference scores for env {env!r}")
-    r_min, r_ref = table[key]
-    return float(r_min), float(r_ref)
-
-
-def normalize(
-    returns: ArrayLike, env: str, scheme: str, references: Mapping[str, Sequence[float]] | None = None
-) -> np.ndarray:
-    """Normalise raw ``returns`` of ``env`` with ``scheme`` in {"none", "minmax", "ppo_max"}."""
-    if scheme == "none":
-        return np.asarray(returns, dtype=float)
-    if scheme == "minmax":
-        return normalize_minmax(returns, *reference_for(env, references))
-    if scheme == "ppo_max":
-        return normalize_ppo_max(returns, env)
-    raise ValueError(f"unknown normalisation {scheme!r}; choose none, minmax or ppo_max")
+            warnings.simplefilter("ignore", RuntimeWarning)  # one run: NaN band, by design
+            iv = interval(strata, "iqm", rng=gen, **bootstrap)
+        est[cols], low[cols], high[cols] = iv.estimate, iv.low, iv.high
+        if iv.method != method_used:
+            method_used = iv.method
+    provenance = {
+        "method": method_used,
+        "confidence_level": confidence_level,
+        "n_resamples": n_resamples,
+        "seed": seed,
+    }
+    return Band(x=xs, estimate=est, low=low, high=high, n_runs=n_runs, **provenance)

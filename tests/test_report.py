@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from bench import plotting, published, report, rundir
+from bench.report import dataclass_cli
 
 ALGOS = ("pwm", "shac")
 ENVS = ("Ant", "Hopper")
@@ -298,3 +299,70 @@ def test_env_steps_include_the_env_steps_that_generated_offline_data(tmp_path):
     rundir.write_json(run / rundir.SUMMARY, {"status": "complete"})
     table, _ = report.load_runs(tmp_path)
     assert list(table["env_steps"]) == [5000.0, 5100.0]
+
+
+def test_eval_csv_with_missing_columns_is_skipped_and_listed(tmp_path, capsys):
+    """Issue 11 item 5: a run whose eval.csv lacks a column the report reads is left out and listed."""
+    for seed in (0, 1):
+        _make_run(tmp_path, "pwm", "Ant", seed)
+    broken = _make_run(tmp_path, "pwm", "Ant", 2)
+    ev = pd.read_csv(broken / rundir.EVAL).drop(columns=["return_mean", "train_time_s"])
+    ev.to_csv(broken / rundir.EVAL, index=False)
+    table, runs = report.load_runs(tmp_path)
+    assert sorted(table["seed"].unique()) == [0, 1]
+    bad = runs[runs["seed"] == 2].iloc[0]
+    assert not bad["used"] and "unreadable" in bad["status"] and "return_mean" in bad["status"]
+    out = tmp_path / "out"
+    argv = [
+        str(tmp_path),
+        "--out",
+        str(out),
+        "--resamples",
+        "20",
+        "--curve-resamples",
+        "10",
+        "--formats",
+        "svg",
+    ]
+    assert report.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert f"left out: {broken.relative_to(tmp_path)}" in printed and "lacks the column(s)" in printed
+    meta = json.loads((out / "stats.json").read_text())
+    assert any("train_time_s" in line for line in meta["coverage"])
+    assert meta["runs_per_task"] == {"pwm": {"Ant": 2}}
+
+
+def test_cli_options_are_generated_from_report_options():
+    parser = report.cli.build_parser()
+    base = ["runs", "--out", "x"]
+    assert report.options_from_args(parser, parser.parse_args(base), report.ReportOptions()) == (
+        report.ReportOptions()
+    )
+    argv = base + ["--ci-method", "bca", "--formats", "PNG,svg", "--tau", "0", "1", "--task-bootstrap"]
+    options = report.options_from_args(parser, parser.parse_args(argv), report.ReportOptions())
+    assert options.ci_method == "BCa" and options.formats == ("png", "svg")
+    assert options.tau == (0.0, 1.0) and options.task_bootstrap
+    # The field docstrings are the help texts.
+    docs = dataclass_cli.field_docs(report.ReportOptions)
+    help_text = " ".join(parser.format_help().split())
+    for name in ("seed", "confidence_level", "curve_resamples"):
+        assert docs[name] and docs[name] in help_text, name
+    # bench.published: the same options with the paper's defaults.
+    pub = published.build_parser()
+    options = report.options_from_args(pub, pub.parse_args(["curves", "--out", "x"]), published.DEFAULTS)
+    assert options.n_resamples == 50_000 and options.normalize == "ppo_max" and not options.write_run_data
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"protocol": "peak"}, "protocol"),
+        ({"n_resamples": 5}, "n_resamples"),
+        ({"confidence_level": 1.0}, "confidence_level"),
+        ({"formats": ("pdf", "gif")}, "formats"),
+        ({"tau": (1.0, 0.0)}, "tau"),
+    ],
+)
+def test_report_options_reject_bad_values_naming_the_field(kwargs, field):
+    with pytest.raises(ValueError, match=f"^{field} "):
+        report.ReportOptions(**kwargs)

@@ -12,7 +12,7 @@ import pytest
 import scipy.optimize
 import scipy.stats
 
-from bench import stats
+from bench import normalization, stats
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PAPER_ENVS = ("hopper", "ant", "anymal", "humanoid", "humanoidsnu")
@@ -90,10 +90,12 @@ def test_intervals_are_bit_identical_for_the_same_seed():
         assert a.seed == 7 and c.seed is None and a.method == method
     d = stats.interval(x, rng=8, n_resamples=2000)
     assert (d.low, d.high) != (a.low, a.high)
-    p1, p2 = (stats.poi_interval(x, y, rng=[1, 2], n_resamples=1000) for _ in range(2))
+    p1, p2 = (
+        stats.interval((x, y), "probability_of_improvement", rng=[1, 2], n_resamples=1000) for _ in "ab"
+    )
     assert (p1.low, p1.high) == (p2.low, p2.high)
-    taus = np.linspace(-2, 2, 9)
-    b1, b2 = (stats.profile_interval(x, taus, rng=3, n_resamples=1000) for _ in range(2))
+    profile = stats.profile_metric(np.linspace(-2, 2, 9))
+    b1, b2 = (stats.interval(x, profile, rng=3, n_resamples=1000) for _ in range(2))
     assert np.array_equal(b1.low, b2.low) and np.array_equal(b1.high, b2.high)
 
 
@@ -140,16 +142,22 @@ def test_bad_arguments_raise():
         stats.interval(np.ones((3, 2)), "max", rng=0)
     with pytest.raises(ValueError, match="explicit seed"):
         stats.interval(np.ones((3, 2)), rng=None)
+    with pytest.raises(ValueError, match="2 score sets"):
+        stats.interval(np.ones((3, 2)), "probability_of_improvement", rng=0)
+    with pytest.raises(ValueError, match="must match"):
+        stats.interval((np.ones((3, 2)), np.ones((3, 3))), "probability_of_improvement", rng=0)
 
 
-def test_poi_interval_and_profile_band():
+def test_poi_and_profile_are_metrics_of_the_one_interval_function():
     rng = np.random.default_rng(0)
     x, y = rng.normal(1.0, 0.3, (10, 3)), rng.normal(0.0, 0.3, (10, 3))
-    p = stats.poi_interval(x, y, rng=0, n_resamples=1000)
+    p = stats.interval((x, y), "probability_of_improvement", rng=0, n_resamples=1000)
     assert p.estimate == pytest.approx(stats.probability_of_improvement(x, y))
     assert 0.5 < p.low <= p.estimate <= p.high <= 1.0
-    assert p.runs_per_task == [10] * 6
-    band = stats.profile_interval(x, [-10.0, 1.0, 10.0], rng=0, n_resamples=1000)
+    assert p.runs_per_task == [10] * 6 and p.metric == "probability_of_improvement"
+    taus = [-10.0, 1.0, 10.0]
+    band = stats.interval(x, stats.profile_metric(taus), rng=0, n_resamples=1000)
+    assert band.estimate == pytest.approx(stats.performance_profile(x, taus))
     assert band.estimate[0] == band.low[0] == band.high[0] == 1.0
     assert band.estimate[2] == band.low[2] == band.high[2] == 0.0
     assert band.low[1] <= band.estimate[1] <= band.high[1]
@@ -163,6 +171,19 @@ def test_curve_interval_per_point_with_missing_values():
     assert np.all(band.low <= band.estimate) and np.all(band.estimate <= band.high)
     again = stats.curve_interval([task], x=[0, 10, 20], rng=0, n_resamples=500)
     assert np.array_equal(band.low, again.low, equal_nan=True)
+
+
+def test_a_custom_metric_goes_through_the_same_interval_function():
+    """As rliable's get_interval_estimates: any statistic over per-task run arrays [..., runs]."""
+    x = np.random.default_rng(1).normal(size=(8, 2))
+    top = stats.Metric("max", lambda samples: np.max(np.concatenate(samples, axis=-1), axis=-1))
+    iv = stats.interval(x, top, rng=0, n_resamples=500)
+    assert iv.metric == "max" and iv.estimate == x.max() and iv.high == x.max()
+    assert iv.low <= iv.estimate
+    # The named IQM and the same statistic passed as a Metric give bit-identical intervals.
+    named = stats.interval(x, "iqm", rng=4, n_resamples=500)
+    same = stats.interval(x, stats.get_metric("iqm"), rng=4, n_resamples=500)
+    assert (named.estimate, named.low, named.high) == (same.estimate, same.low, same.high)
 
 
 # ---------------------------------------------------------------------------------------------- coverage
@@ -206,7 +227,9 @@ def test_percentile_interval_covers_the_true_iqm_near_the_nominal_rate():
 def _paper_scores(algo: str, column: str) -> list[np.ndarray]:
     table = pd.read_csv(FIXTURES / "published_final.csv")
     return [
-        stats.normalize_ppo_max(table.loc[table["file"] == f"{algo}_{env}.csv", column].to_numpy(), env)
+        normalization.normalize_ppo_max(
+            table.loc[table["file"] == f"{algo}_{env}.csv", column].to_numpy(), env
+        )
         for env in PAPER_ENVS
     ]
 
@@ -238,18 +261,18 @@ def test_reproduces_the_reference_mean():
 
 
 def test_normalisation():
-    assert stats.normalize_minmax([0.0, 50.0, 100.0], 0.0, 100.0) == pytest.approx([0.0, 0.5, 1.0])
-    assert stats.normalize([4742.30], "Hopper", "ppo_max") == pytest.approx([1.0])
+    assert normalization.normalize_minmax([0.0, 50.0, 100.0], 0.0, 100.0) == pytest.approx([0.0, 0.5, 1.0])
+    assert normalization.normalize([4742.30], "Hopper", "ppo_max") == pytest.approx([1.0])
     for name in ("SNUHumanoid", "humanoidsnu", "SNU Humanoid", "SNUHumanoidEnv", "snu_humanoid"):
-        assert stats.normalize_ppo_max([4246.04], name) == pytest.approx([1.0])
-    assert stats.normalize([3.0], "Ant", "minmax", {"ant": (1.0, 5.0)}) == pytest.approx([0.5])
-    assert stats.normalize([3.0], "Ant", "none") == pytest.approx([3.0])
+        assert normalization.normalize_ppo_max([4246.04], name) == pytest.approx([1.0])
+    assert normalization.normalize([3.0], "Ant", "minmax", {"ant": (1.0, 5.0)}) == pytest.approx([0.5])
+    assert normalization.normalize([3.0], "Ant", "none") == pytest.approx([3.0])
     with pytest.raises(KeyError):
-        stats.normalize_ppo_max([1.0], "CartPoleSwingUp")
+        normalization.normalize_ppo_max([1.0], "CartPoleSwingUp")
     with pytest.raises(KeyError):
-        stats.normalize([1.0], "Ant", "minmax", {})
+        normalization.normalize([1.0], "Ant", "minmax", {})
     with pytest.raises(ValueError):
-        stats.normalize_minmax([1.0], 2.0, 2.0)
+        normalization.normalize_minmax([1.0], 2.0, 2.0)
 
 
 def test_stats_imports_neither_envs_nor_algos_nor_rliable():
@@ -257,6 +280,13 @@ def test_stats_imports_neither_envs_nor_algos_nor_rliable():
     modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     modules |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     assert not {m.split(".")[0] for m in modules} & {"envs", "algos", "rliable", "torch", "warp"}
+
+
+def test_stats_knows_no_env():
+    """Normalisation constants and env names live in bench.normalization, not in the pure statistics."""
+    source = Path(stats.__file__).read_text().lower()
+    for env in ("hopper", "anymal", "humanoid", 'ant"', "ppo"):
+        assert env not in source, env
 
 
 def test_no_warnings_on_ordinary_data():
