@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+# isort: off
 from bench import video  # first: it chooses the headless OpenGL backend before mujoco is imported
+
+# isort: on
 
 import argparse  # noqa: E402
 import sys  # noqa: E402
@@ -18,7 +21,8 @@ from envs.render import CAMERAS  # noqa: E402
 EPILOG = """\
 examples:
   python -m bench.render runs/ant/shac/seed0_20250101T000000Z --deterministic
-  python -m bench.render RUN_DIR --checkpoint latest --episodes 1 --steps 300 --out ant.gif --width 320 --height 240
+  python -m bench.render RUN_DIR --checkpoint latest --episodes 1 --steps 300 --out ant.gif \\
+      --width 320 --height 240
 
 The video (MP4 or GIF, by the suffix of --out) shows env 0 of a one-env batch: the engine's state is copied
 into MuJoCo's MjData.qpos of the same compiled model at every drawn step and rendered by mujoco.Renderer

@@ -63,7 +63,7 @@ def activation_colors(activation: np.ndarray) -> np.ndarray:
     return rgba.clip(0.0, 1.0)
 
 
-def _engine_muscles(env) -> dict[str, np.ndarray] | None:
+def engine_muscles(env) -> dict[str, np.ndarray] | None:
     """Segment bodies, body-frame points and muscle ids of the env's muscles, or None without muscles."""
     model = env.model
     if model.num_segments == 0:
@@ -76,6 +76,20 @@ def _engine_muscles(env) -> dict[str, np.ndarray] | None:
         "point_a": model.segment_point_a.numpy(),
         "point_b": model.segment_point_b.numpy(),
     }
+
+
+def render_model(env, width: int, height: int) -> mujoco.MjModel:
+    """A copy of the env's compiled model that differs only in visual fields (colours, light, framebuffer)."""
+    m = copy.copy(env.model.mjmodel)
+    m.vis.global_.offwidth = max(m.vis.global_.offwidth, width)
+    m.vis.global_.offheight = max(m.vis.global_.offheight, height)
+    world = m.geom_bodyid == 0
+    m.geom_rgba[world] = (0.32, 0.36, 0.42, 1.0)
+    robot_alpha = 0.45 if env.model.num_segments else 1.0  # let the muscles show through the bones
+    m.geom_rgba[~world] = (0.85, 0.62, 0.38, robot_alpha)
+    m.vis.headlight.ambient[:] = 0.35
+    m.vis.headlight.diffuse[:] = 0.6
+    return m
 
 
 class EnvRenderer:
@@ -91,13 +105,9 @@ class EnvRenderer:
         if width < 16 or height < 16:
             raise ValueError(f"width and height must be >= 16, got {width}x{height}")
         self.camera = camera
-        # A copy of the env's compiled model: only visual fields change (colours, framebuffer size).
-        self.model = copy.copy(env.model.mjmodel)
-        self.model.vis.global_.offwidth = max(self.model.vis.global_.offwidth, width)
-        self.model.vis.global_.offheight = max(self.model.vis.global_.offheight, height)
+        self.muscles = engine_muscles(env)
+        self.model = render_model(env, width, height)
         self.data = mujoco.MjData(self.model)
-        self.muscles = _engine_muscles(env)
-        self._style()
         self.renderer = mujoco.Renderer(self.model, height=height, width=width)
         self._full_force = None
         if self.muscles is not None:
@@ -111,15 +121,6 @@ class EnvRenderer:
         mirror_state(self.model, self.data, env.start_q)
         self.start_target = self.data.xpos[1].copy()
         self.size = self._robot_radius()
-
-    def _style(self) -> None:
-        m = self.model
-        world = m.geom_bodyid == 0
-        m.geom_rgba[world] = (0.32, 0.36, 0.42, 1.0)
-        robot_alpha = 0.45 if self.muscles is not None else 1.0  # let the muscles show through the bones
-        m.geom_rgba[~world] = (0.85, 0.62, 0.38, robot_alpha)
-        m.vis.headlight.ambient[:] = 0.35
-        m.vis.headlight.diffuse[:] = 0.6
 
     def _robot_radius(self) -> float:
         """Distance from the root to the farthest geom surface at the start state (sets camera distance)."""
