@@ -23,25 +23,49 @@ def available_backend() -> str | None:
     return None
 
 
+class GLError(RuntimeError):
+    """The OpenGL backend named by ``MUJOCO_GL`` cannot work here; the message is one line."""
+
+
+def missing_library_message(backend: str) -> str | None:
+    """Why ``backend`` cannot work (its system library is not installed), or None."""
+    if backend not in GL_LIBRARIES:
+        return None
+    library, package = GL_LIBRARIES[backend]
+    if ctypes.util.find_library(library):
+        return None
+    return (
+        f"cannot render: MUJOCO_GL={backend} needs the system library lib{library}, which is not installed "
+        f"(Debian/Ubuntu: apt-get install {package})"
+    )
+
+
 def select_gl_backend() -> str:
-    """Set ``MUJOCO_GL`` to a headless backend when unset and MuJoCo is not imported yet; return its value."""
-    if not os.environ.get("MUJOCO_GL") and "mujoco" not in sys.modules:
-        backend = available_backend()
-        if backend is not None:
+    """Before MuJoCo's import: set an unset ``MUJOCO_GL`` to EGL or OSMesa, whichever is installed.
+
+    Raises GLError when ``MUJOCO_GL`` names a headless backend whose library is missing (MuJoCo's import would
+    fail with an unrelated PyOpenGL error). Returns the backend (empty when none was found or set).
+    """
+    backend = os.environ.get("MUJOCO_GL", "").lower()
+    if "mujoco" in sys.modules:
+        return backend
+    if not backend:
+        backend = available_backend() or ""
+        if backend:
             os.environ["MUJOCO_GL"] = backend
-    return os.environ.get("MUJOCO_GL", "")
+    problem = missing_library_message(backend)
+    if problem is not None:
+        raise GLError(problem)
+    return backend
 
 
 def gl_error_message(error: BaseException) -> str:
     """One line saying why MuJoCo could not open a GL context, naming the missing system library."""
     backend = os.environ.get("MUJOCO_GL", "").lower()
+    problem = missing_library_message(backend)
+    if problem is not None:
+        return problem
     if backend in GL_LIBRARIES:
-        library, package = GL_LIBRARIES[backend]
-        if not ctypes.util.find_library(library):
-            return (
-                f"cannot render: MUJOCO_GL={backend} needs the system library lib{library}, which is not "
-                f"installed (Debian/Ubuntu: apt-get install {package})"
-            )
         return f"cannot render: MuJoCo could not open an {backend} OpenGL context ({type(error).__name__})"
     if available_backend() is None:
         return (

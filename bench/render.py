@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-# isort: off
-from bench import video  # first: it chooses the headless OpenGL backend before mujoco is imported
+import sys
 
-# isort: on
+from bench import headless
+
+try:  # before mujoco is imported (bench.video does it too, but a failure here is one line, not a traceback)
+    headless.select_gl_backend()
+except headless.GLError as error:
+    sys.exit(f"python -m bench.render: error: {error}")
 
 import argparse  # noqa: E402
-import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import NoReturn  # noqa: E402
 
 import envs  # noqa: E402
-from bench import rundir  # noqa: E402
+from bench import rundir, video  # noqa: E402
 from bench.collect import checkpoint_policy  # noqa: E402
 from bench.presets import ConfigError, env_overrides  # noqa: E402
 from envs.render import CAMERAS  # noqa: E402
@@ -30,7 +33,8 @@ into MuJoCo's MjData.qpos of the same compiled model at every drawn step and ren
 engine pulls along, grey (0) to red (1) by activation, blue for negative ('signed') activations. Episode,
 step, time and return are overlaid; FILE.csv beside the video holds every step's reward and return.
 
-exit codes: 0 done, 2 invalid arguments or missing run/checkpoint, 1 rendering unavailable.
+exit codes: 0 done, 2 invalid arguments or missing run/checkpoint, 1 no OpenGL library or no
+imageio-ffmpeg (install the extra: pip install -e .[video]).
 """
 
 

@@ -64,7 +64,7 @@ class Overlay:
 
     def __init__(self, height: int) -> None:
         self.font = FT2Font(font_manager.findfont("DejaVu Sans Mono"))
-        self.font.set_size(max(6.0, height / 40), 72)
+        self.font.set_size(max(9.0, height / 40), 72)
 
     def draw(self, frame: np.ndarray, lines: list[str]) -> np.ndarray:
         y = 4

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 CAMERAS = ("track", "fixed")
-SEGMENT_WIDTH = 0.01
-"""Radius in metres of the capsules drawn for muscle segments."""
+SEGMENT_WIDTH = 3.0
+"""Width in pixels of the muscle-segment lines (capsules would triple the frame time in software GL)."""
 GRID_SPACING = 1.0
 """Ground grid spacing in metres."""
 GRID_HALF_LINES = 12
@@ -136,7 +136,7 @@ class EnvRenderer:
         return root + height * self.up
 
     def _place_camera(self, target: np.ndarray) -> None:
-        distance = (3.2 if self.camera == "track" else 7.0) * self.size
+        distance = (2.2 if self.camera == "track" else 6.0) * self.size
         azimuth, elevation = math.radians(-105.0), math.radians(20.0)
         offset = math.cos(elevation) * (math.cos(azimuth) * self.forward + math.sin(azimuth) * self.side)
         position = target + distance * (offset + math.sin(elevation) * self.up)
@@ -181,7 +181,7 @@ class EnvRenderer:
         colors = activation_colors(activation)[self.muscles["muscle"]]
         start, end = segment_endpoints(self.data, self.muscles)
         for s in range(len(start)):
-            self._add_geom(mujoco.mjtGeom.mjGEOM_CAPSULE, SEGMENT_WIDTH, start[s], end[s], colors[s])
+            self._add_geom(mujoco.mjtGeom.mjGEOM_LINE, SEGMENT_WIDTH, start[s], end[s], colors[s])
 
     def frame(self, env, index: int = 0, actions: torch.Tensor | None = None) -> np.ndarray:
         """The picture of env ``index`` now; ``actions`` [N, act_dim] colour the muscles (if any)."""

@@ -20,7 +20,7 @@ import pytest
 import torch
 
 import envs
-from bench import headless, rundir
+from bench import headless, rundir, video
 from bench.harness import start_run
 from bench.render import main
 from envs import rotations as rot
@@ -202,3 +202,24 @@ def test_bad_options_exit_2_with_the_choices(smoke_run: Path, capsys: pytest.Cap
     assert code == 2 and "even" in err
     code, err = run_main([str(smoke_run), "--steps", "0"], capsys)
     assert code == 2 and ">= 1" in err
+
+
+def test_gl_errors_name_the_missing_library(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(headless.ctypes.util, "find_library", lambda name: None)
+    monkeypatch.setenv("MUJOCO_GL", "osmesa")
+    message = headless.gl_error_message(RuntimeError())
+    assert "libOSMesa" in message and "apt-get install libosmesa6" in message
+    monkeypatch.setenv("MUJOCO_GL", "egl")
+    message = headless.gl_error_message(RuntimeError())
+    assert "libEGL" in message and "apt-get install libegl1" in message
+    monkeypatch.delenv("MUJOCO_GL")
+    message = headless.gl_error_message(RuntimeError())
+    assert "libEGL" in message and "libOSMesa" in message and "\n" not in message
+    assert headless.available_backend() is None
+
+
+def test_a_missing_encoder_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # import fails as if not installed
+    with pytest.raises(video.VideoError, match=r"pip install 'warpbench\[video\]'"):
+        video.VideoWriter(tmp_path / "x.mp4", 64, 48, 30)
+    assert not list(tmp_path.iterdir())
