@@ -232,17 +232,19 @@ def evaluation_video(
     *,
     seed: int,
     device: str = "cpu",
+    steps: int | None = None,
     width: int = 320,
     height: int = 240,
 ) -> Path:
     """One episode of ``policy`` into ``RUN_DIR/videos/env_steps_<n>.mp4``; returns the path.
 
     For ``bench.run --video`` at each evaluation point: ``config`` is the run's ``config.json`` content (its
-    env and env settings), ``policy`` the deterministic evaluation policy, ``seed`` the env's seed. The
-    recording's env is its own, so training and evaluation random streams are untouched.
+    env and env settings), ``policy`` the deterministic evaluation policy, ``seed`` the env's seed, ``steps``
+    a cap on the episode (default: a whole episode). The recording's env is its own, so training and
+    evaluation random streams are untouched.
     """
     env = envs.make(config["env"], num_envs=1, device=device, seed=seed, **env_overrides(config["settings"]))
     path = Path(run_dir) / "videos" / f"env_steps_{env_steps:012d}.mp4"
     title = f"{config['algo']} {config['env']} seed {config['seed']}  env-steps {env_steps:,}"
-    record_video(env, policy, path, width=width, height=height, title=title)
+    record_video(env, policy, path, steps=steps, width=width, height=height, title=title)
     return path
