@@ -151,9 +151,9 @@ def record_video(
     """Record ``episodes`` episodes of ``policy`` on env 0 of ``env`` into ``path`` (.mp4 or .gif).
 
     Each episode starts from ``env.reset()`` and runs until it terminates, is truncated, or has taken
-    ``steps`` control steps (default: the env's episode length). Frames: the start state, then every
-    ``60 / fps`` steps (``fps`` default: 30 for MP4, 20 for GIF). A terminating step's state is not drawn:
-    the env resets inside that step. Per-step rewards go to ``path`` with suffix ``.csv``.
+    ``steps`` control steps (default: the env's episode length). Frames: the start state, every ``60 / fps``
+    steps (``fps`` default: 30 for MP4, 20 for GIF) and the last step. The state after an episode's final
+    step is not drawn: the env resets inside that step. Per-step rewards go to ``path`` with suffix ``.csv``.
     """
     path = check_video_path(path)
     fps = fps or (20 if path.suffix.lower() == ".gif" else 30)
@@ -171,8 +171,12 @@ def record_video(
         renderer = EnvRenderer(env, width, height, camera)
     except Exception as error:  # a missing GL library surfaces as several exception types
         raise VideoError(headless.gl_error_message(error)) from error
+    try:
+        writer = VideoWriter(path, width, height, fps)
+    except BaseException:
+        renderer.close()
+        raise
     overlay = Overlay(height)
-    writer = VideoWriter(path, width, height, fps)
     rows: list[dict[str, Any]] = []
     summaries = []
 
