@@ -11,7 +11,7 @@ One iteration (``PWM.train_iteration``):
   4. fit the critics to TD(lambda) targets of the imagined window (model rewards, ensemble-minimum values);
   5. ``online`` only: fine-tune the world model on replay batches.
 
-Modes (``PWMConfig.mode``):
+Modes (``PWMConfig.mode``; each a small strategy object, :class:`Online` and :class:`Offline`):
 - ``online`` (the released single-task driver): start states are the current real env states; the real env
   is stepped with the same actions (no gradient) and its transitions are replayed; an env whose real episode
   ends at step h < H-1 closes its term -(J + gamma^m V) (V = 0 on termination), restarts J and continues
@@ -21,44 +21,33 @@ Modes (``PWMConfig.mode``):
   collects data.
 - ``offline``: the pretrained world model is frozen (no optimiser step, no gradient into its parameters);
   start states are first observations of sub-trajectories sampled from the dataset; no env steps.
+
+Inputs are objects, not paths: ``PWM(env, config, seed, world_model=load_world_model(path),
+dataset=load_dataset(directory))``. A pretrained world model brings its own architecture
+(``config.world_model`` only shapes a model trained from scratch). The algorithm knows no env names; the
+published per-env settings are in ``bench.presets``.
 """
 
 from __future__ import annotations
 
-import math
-from collections import deque
-from dataclasses import asdict, dataclass, fields, replace
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
-from algos.critic import fit_critic, td_lambda_targets
-from algos.dataset import EpisodeDataset, EpisodeRecorder, load_dataset, sample_subtrajectories
-from algos.networks import (
-    ACTIVATIONS,
-    CriticEnsemble,
-    StochasticActor,
-    gradient_norm,
-    linear_decay_lr,
-    set_learning_rate,
-)
+from algos.config import config_from_dict, config_to_dict
+from algos.critic import CriticUpdate, td_lambda_targets
+from algos.dataset import EpisodeDataset, EpisodeRecorder, sample_subtrajectories
+from algos.networks import ACTIVATIONS, CriticEnsemble, StochasticActor
 from algos.normalizers import RunningMeanStd, normalized_actor_loss
 from algos.replay import EpisodeReplay
-from algos.shac import NonFiniteGradientError
-from algos.wm_training import (
-    WMTrainConfig,
-    WorldModelTrainer,
-    load_world_model_checkpoint,
-    select_episodes,
-)
+from algos.training import LR_SCHEDULES, ActorStep, EpisodeTracker, apply_schedule
+from algos.wm_training import PretrainedWorldModel, WMTrainConfig, WorldModelTrainer, select_episodes
 from algos.world_model import WorldModel, WorldModelConfig, world_model_config
 
 MODES = ("online", "offline")
-DEFAULT_MODE = "online"
 BOOTSTRAP_EXPONENTS = ("H+1", "H")
-RECENT_EPISODES = 100
 
 
 @dataclass(frozen=True)
@@ -66,9 +55,9 @@ class PWMConfig:
     mode: str = "online"
     """online (real env in lockstep, world model fine-tuned) or offline (frozen model, dataset starts)."""
     horizon: int = 16
-    """Imagined steps H per actor update (also the world-model sub-trajectory length)."""
+    """Imagined steps H per actor update."""
     gamma: float = 0.99
-    """Discount factor; also the per-step weight of the world-model loss."""
+    """Discount factor."""
     lam: float = 0.95
     """TD(lambda) mixing parameter of the critic targets."""
     max_epochs: int = 15_000
@@ -91,10 +80,8 @@ class PWMConfig:
     """Initial actor learning rate."""
     critic_lr: float = 5e-4
     """Initial critic learning rate."""
-    model_lr: float = 3e-4
-    """Initial world-model learning rate (online fine-tuning)."""
     lr_schedule: str = "linear"
-    """'linear' (decay to final_lr over max_epochs) or 'constant'."""
+    """'linear' (decay to final_lr over max_epochs; the world model's lr too) or 'constant'."""
     final_lr: float = 1e-5
     """Learning rate reached at max_epochs by the linear schedule."""
     betas: tuple[float, float] = (0.7, 0.95)
@@ -105,36 +92,25 @@ class PWMConfig:
     """Minibatches per pass."""
     ret_rms: bool = True
     """Divide the actor loss by the running std of the per-state loss instead of by H."""
-    rew_rms: bool = True
-    """The world model regresses rewards normalised by running statistics."""
     actor_grad_clip: float = 1.0
     """Max global norm of the actor gradient."""
     critic_grad_clip: float = 100.0
     """Max global norm of the critic gradient."""
-    model_grad_clip: float = 20.0
-    """Max global norm of the world-model gradient."""
     detach: bool = True
     """Feed the actor stop-gradient latents (the reference's setting in every released config)."""
     bootstrap_exponent: str = "H+1"
     """Terminal bootstrap discount of an uninterrupted window: H+1 (reference quirk) or H (corrected)."""
-    wm_size: str = "single"
-    """World-model size (``algos.world_model.SIZES``); must match a loaded checkpoint."""
-    wm_variant: str = "simnorm"
-    """World-model variant: simnorm, mish or relu; must match a loaded checkpoint."""
-    wm_reward_bins: int | None = None
-    """Reward head: 0 scalar, >= 2 two-hot bins; None: the size's default. Must match a checkpoint."""
-    wm_batch_size: int = 256
-    """Replay sub-trajectories per world-model step (online)."""
+    world_model: WorldModelConfig = field(default_factory=world_model_config)
+    """Architecture of a world model trained from scratch (a pretrained one brings its own)."""
+    model_training: WMTrainConfig = field(default_factory=WMTrainConfig)
+    """Online world-model training: sub-trajectory length and batch of replay samples, step weight rho
+    (PWM: its horizon and gamma), learning rate (decayed with the schedule), clip, reward normalisation."""
     wm_steps_per_epoch: int = 8
     """World-model gradient steps per iteration (online)."""
     wm_bootstrap_steps: int | None = None
     """Online without a pretrained model: steps of the first model training (None: env.max_episode_steps)."""
     replay_capacity: int = 1_000_000
     """Replay rows (online); a dataset seeds it with a random subset of whole episodes that fits."""
-    world_model_checkpoint: str | None = None
-    """A ``bench.pretrain`` checkpoint (.pt) to start from; required offline; None: a fresh model."""
-    dataset: str | None = None
-    """Episode-dataset directory: offline start states (required offline); online: seeds the replay."""
     max_nonfinite_windows: int = 10
     """Raise NonFiniteGradientError after this many consecutive iterations with a nan/inf actor gradient."""
 
@@ -142,86 +118,185 @@ class PWMConfig:
         choices = {
             "mode": MODES,
             "activation": tuple(ACTIVATIONS),
-            "lr_schedule": ("linear", "constant"),
+            "lr_schedule": LR_SCHEDULES,
             "bootstrap_exponent": BOOTSTRAP_EXPONENTS,
         }
         for name, valid in choices.items():
             if getattr(self, name) not in valid:
                 raise ValueError(f"{name} must be one of {', '.join(valid)}, got {getattr(self, name)!r}")
         positive = ("horizon", "max_epochs", "num_critics", "critic_iterations", "critic_batches")
-        for name in (*positive, "wm_batch_size", "replay_capacity", "max_nonfinite_windows"):
+        for name in (*positive, "replay_capacity", "max_nonfinite_windows"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1 or null, got {self.batch_size}")
-        self.world_model_config()
-
-    def world_model_config(self) -> WorldModelConfig:
-        """The world-model architecture these settings ask for."""
-        changes = {} if self.wm_reward_bins is None else {"reward_bins": self.wm_reward_bins}
-        return world_model_config(self.wm_size, variant=self.wm_variant, **changes)
-
-    def wm_train_config(self) -> WMTrainConfig:
-        """World-model training settings: PWM's horizon, batch, discount as step weight, lr, clip."""
-        return WMTrainConfig(
-            horizon=self.horizon,
-            batch_size=self.wm_batch_size,
-            rho=self.gamma,
-            lr=self.model_lr,
-            grad_clip=self.model_grad_clip,
-            rew_rms=self.rew_rms,
-        )
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> PWMConfig:
-        """Build from a (JSON) dict; lists become tuples; unknown keys raise ValueError."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown PWM setting(s) {unknown}; valid: {', '.join(sorted(known))}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+        """Build from a (JSON) dict; lists become tuples, nested dicts configs; unknown keys raise."""
+        return config_from_dict(cls, values)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return config_to_dict(self)
 
 
-# Envs per env name in the released single-task configs (algorithms §3.7, §3.8); others get 64.
-PUBLISHED_NUM_ENVS = {"ant": 128}
-GENERIC_NUM_ENVS = 64
+class Online:
+    """The real env is stepped in lockstep with the imagined actions (no gradient); finished real episodes
+    fill a replay on which the world model is fine-tuned every iteration."""
+
+    def __init__(self, pwm: PWM, dataset: EpisodeDataset | None) -> None:
+        env, cfg = pwm.env, pwm.config
+        self.pwm = pwm
+        self.replay = EpisodeReplay(cfg.replay_capacity, env.obs_dim, env.act_dim, pwm.device)
+        if dataset is not None:
+            subset = select_episodes(dataset, self.replay.capacity, pwm.rng)
+            for start, length in zip(subset.episode_start, subset.episode_length, strict=True):
+                rows = slice(start, start + length + 1)
+                self.replay.add(subset.obs[rows], subset.action[rows], subset.reward[rows])
+        self.collector = EpisodeRecorder(env.num_envs)
+        env.reset()
+
+    def env_steps_per_iteration(self) -> int:
+        return self.pwm.config.horizon * self.pwm.env.num_envs
+
+    def start_states(self) -> torch.Tensor:
+        return self.pwm.env.detach_state()
+
+    def can_learn(self) -> bool:
+        """A model that was not pretrained only collects until the replay holds a training window."""
+        return self.pwm.wm_trained or self.replay.can_sample(self.pwm.config.model_training.horizon)
+
+    @torch.no_grad()
+    def env_step(
+        self, obs: torch.Tensor, action: torch.Tensor, action_raw: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Step the real env with the imagined action; record; (next obs, terminated, done)."""
+        pwm = self.pwm
+        action, action_raw = action.detach(), action_raw.detach()
+        next_obs, reward, terminated, truncated, info = pwm.env.step(action)
+        final_obs = info["obs_before_reset"]
+        for recorder in (self.collector, pwm.recorder):
+            if recorder is not None:
+                recorder.add_step(
+                    obs, action, action_raw, reward, final_obs, terminated, truncated, pwm.iteration
+                )
+        done = terminated | truncated
+        pwm.episodes.add(reward, done, info)
+        return next_obs, terminated, done
+
+    def end_window(self) -> None:
+        for episode in self.collector.pop_finished():
+            self.replay.add(episode.obs, episode.action, episode.reward)
+
+    def stats(self) -> dict[str, float]:
+        return {"replay_episodes": float(self.replay.num_episodes)}
+
+    def update_world_model(self) -> dict[str, float]:
+        """Fine-tune on replay batches; the first time, without a pretrained model, longer."""
+        pwm, cfg = self.pwm, self.pwm.config
+        horizon = cfg.model_training.horizon
+        if not self.replay.can_sample(horizon):
+            return {}
+        steps = cfg.wm_steps_per_epoch
+        if not pwm.wm_trained:
+            steps = cfg.wm_bootstrap_steps or pwm.env.max_episode_steps
+            pwm.wm_trained = True
+        totals: dict[str, float] = {}
+        for _ in range(steps):
+            batch = self.replay.sample(cfg.model_training.batch_size, horizon, pwm.generator)
+            for name, value in pwm.wm_trainer.train_step(batch, update_rew_rms=True).items():
+                totals[name] = totals.get(name, 0.0) + value
+        metrics = {name: value / steps for name, value in totals.items()}
+        metrics["wm_steps"] = float(steps)
+        return metrics
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "replay": self.replay.state_dict(),
+            "collector": self.collector.state_dict(),
+            "env": self.pwm.env.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.replay.load_state_dict(state["replay"])
+        self.collector.load_state_dict(state["collector"])
+        self.pwm.env.load_state_dict(state["env"])
 
 
-def published_config(mode: str, env_name: str) -> tuple[PWMConfig, int]:
-    """The released single-task settings in ``mode`` and the number of envs for ``env_name``."""
-    if mode not in MODES:
-        raise ValueError(f"unknown PWM mode {mode!r}; valid: {', '.join(MODES)}")
-    return replace(PWMConfig(), mode=mode), PUBLISHED_NUM_ENVS.get(env_name, GENERIC_NUM_ENVS)
+class Offline:
+    """The pretrained world model is frozen; start states are sampled from the dataset; no env steps."""
+
+    def __init__(self, pwm: PWM, dataset: EpisodeDataset | None) -> None:
+        if not pwm.wm_trained or dataset is None:
+            raise ValueError("offline mode needs a pretrained world_model and a dataset")
+        horizon = pwm.config.horizon
+        if not (dataset.episode_length >= horizon).any():
+            raise ValueError(f"dataset {dataset.path} has no episode of {horizon} transitions")
+        self.pwm = pwm
+        self.dataset = dataset
+        pwm.world_model.requires_grad_(False)
+
+    def env_steps_per_iteration(self) -> int:
+        return 0
+
+    def start_states(self) -> torch.Tensor:
+        pwm = self.pwm
+        batch = pwm.config.batch_size or pwm.env.num_envs
+        starts = sample_subtrajectories(self.dataset, batch, pwm.config.horizon, pwm.rng)["obs"][:, 0]
+        return torch.from_numpy(starts).to(pwm.device)
+
+    def can_learn(self) -> bool:
+        return True
+
+    def env_step(self, obs: torch.Tensor, action: torch.Tensor, action_raw: torch.Tensor) -> None:
+        return None
+
+    def end_window(self) -> None:
+        pass
+
+    def stats(self) -> dict[str, float]:
+        return {}
+
+    def update_world_model(self) -> dict[str, float]:
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"replay": None, "collector": None, "env": None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
 
 
 class PWM:
     """PWM over any env following the warpbench env protocol (see ``envs/__init__.py``).
 
+    ``world_model``: a pretrained model (:func:`algos.wm_training.load_world_model`); required offline;
+    None online: a fresh model of ``config.world_model``. ``dataset``: an episode dataset
+    (:func:`algos.dataset.load_dataset`): offline start states (required); online it seeds the replay.
     ``recorder``: set an :class:`~algos.dataset.EpisodeRecorder` to record every real training transition
     (online mode).
     """
 
-    def __init__(self, env: Any, config: PWMConfig, seed: int) -> None:
-        if config.mode == "offline" and (config.world_model_checkpoint is None or config.dataset is None):
-            raise ValueError("offline mode needs world_model_checkpoint and dataset")
+    def __init__(
+        self,
+        env: Any,
+        config: PWMConfig,
+        seed: int,
+        world_model: PretrainedWorldModel | None = None,
+        dataset: EpisodeDataset | None = None,
+    ) -> None:
         self.env = env
         self.config = config
         self.device = torch.device(env.device)
-        self.online = config.mode == "online"
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.rng = np.random.default_rng(seed)
         self.data_sources: dict[str, int] = {}
-        """Resolved dataset path -> env steps that generated it (counted once per dataset)."""
+        """Data source (resolved dataset path) -> env steps that generated it (counted once per source)."""
 
-        self.wm_trainer = self._world_model_trainer(seed)
+        self.wm_trainer = self._world_model_trainer(world_model, seed)
         self.world_model: WorldModel = self.wm_trainer.world_model
-        self.wm_trained = config.world_model_checkpoint is not None
+        self.wm_trained = world_model is not None
         """False until a model that was not pretrained has had its first (bootstrap) training."""
-        if not self.online:
-            self.world_model.requires_grad_(False)
 
         latent = self.world_model.config.latent_dim
         self.actor = StochasticActor(
@@ -235,73 +310,39 @@ class PWM:
         self.critic_optimizer = torch.optim.Adam(
             self.critic.parameters(), lr=config.critic_lr, betas=config.betas
         )
-        self.ret_rms = RunningMeanStd((), device=env.device) if config.ret_rms else None
-
-        self.dataset: EpisodeDataset | None = None
-        self.replay: EpisodeReplay | None = None
-        self.collector: EpisodeRecorder | None = None
-        self.recorder: EpisodeRecorder | None = None
-        if config.dataset is not None:
-            self.dataset = self._load_dataset(config.dataset)
-        if self.online:
-            self.replay = EpisodeReplay(config.replay_capacity, env.obs_dim, env.act_dim, self.device)
-            if self.dataset is not None:
-                self._seed_replay(self.dataset)
-                self.dataset = None
-            self.collector = EpisodeRecorder(env.num_envs)
-
-        self.iteration = 0
-        self.consecutive_nonfinite = 0
-        self.nonfinite_actor_windows = 0
-        self.nonfinite_critic_steps = 0
-        self.episode_return = torch.zeros(env.num_envs, device=self.device)
-        self.episode_length = torch.zeros(env.num_envs, dtype=torch.long, device=self.device)
-        self.recent_returns: deque[float] = deque(maxlen=RECENT_EPISODES)
-        self.recent_lengths: deque[int] = deque(maxlen=RECENT_EPISODES)
-        if self.online:
-            self.env.reset()
-
-    # -- construction -------------------------------------------------------------------------------
-
-    def _world_model_trainer(self, seed: int) -> WorldModelTrainer:
-        cfg, env = self.config, self.env
-        expected = cfg.world_model_config()
-        if cfg.world_model_checkpoint is None:
-            model = WorldModel(env.obs_dim, env.act_dim, expected).to(self.device)
-            return WorldModelTrainer(model, cfg.wm_train_config(), seed)
-        trainer, data = load_world_model_checkpoint(
-            cfg.world_model_checkpoint, self.device, cfg.wm_train_config()
+        self.actor_step = ActorStep(
+            self.actor, self.actor_optimizer, config.actor_grad_clip, config.max_nonfinite_windows
         )
-        model = trainer.world_model
-        if (model.obs_dim, model.act_dim) != (env.obs_dim, env.act_dim):
+        self.critic_update = CriticUpdate(
+            self.critic,
+            self.critic_optimizer,
+            config.critic_iterations,
+            config.critic_batches,
+            config.critic_grad_clip,
+        )
+        self.ret_rms = RunningMeanStd((), device=env.device) if config.ret_rms else None
+        self.recorder: EpisodeRecorder | None = None
+        self.episodes = EpisodeTracker(env.num_envs, self.device)
+        self.iteration = 0
+        if dataset is not None:
+            if (dataset.info["obs_dim"], dataset.info["act_dim"]) != (env.obs_dim, env.act_dim):
+                raise ValueError(f"dataset {dataset.path} does not match the env's obs/act dims")
+            self.data_sources[dataset.path or f"in-memory dataset {id(dataset)}"] = dataset.num_transitions
+        self.mode: Online | Offline = (Online if config.mode == "online" else Offline)(self, dataset)
+
+    def _world_model_trainer(self, pretrained: PretrainedWorldModel | None, seed: int) -> WorldModelTrainer:
+        env, train_config = self.env, self.config.model_training
+        if pretrained is None:
+            model = WorldModel(env.obs_dim, env.act_dim, self.config.world_model).to(self.device)
+            return WorldModelTrainer(model, train_config, seed)
+        if (pretrained.obs_dim, pretrained.act_dim) != (env.obs_dim, env.act_dim):
             raise ValueError(
-                f"world model is for obs/act dims {model.obs_dim}/{model.act_dim}, "
+                f"world model is for obs/act dims {pretrained.obs_dim}/{pretrained.act_dim}, "
                 f"the env has {env.obs_dim}/{env.act_dim}"
             )
-        if model.config != expected:
-            differ = {k: v for k, v in model.config.to_dict().items() if expected.to_dict()[k] != v}
-            raise ValueError(
-                f"checkpoint world model differs from wm_size/wm_variant/wm_reward_bins: {differ}"
-            )
-        if data.get("path"):
-            self.data_sources[str(Path(data["path"]).resolve())] = int(data["dataset_transitions"])
-        return trainer
-
-    def _load_dataset(self, directory: str) -> EpisodeDataset:
-        dataset = load_dataset(directory)
-        if (dataset.info["obs_dim"], dataset.info["act_dim"]) != (self.env.obs_dim, self.env.act_dim):
-            raise ValueError(f"dataset {directory} does not match the env's obs/act dims")
-        if not self.online and not (dataset.episode_length >= self.config.horizon).any():
-            raise ValueError(f"dataset {directory} has no episode of {self.config.horizon} transitions")
-        self.data_sources[str(Path(directory).resolve())] = dataset.num_transitions
-        return dataset
-
-    def _seed_replay(self, dataset: EpisodeDataset) -> None:
-        assert self.replay is not None
-        subset = select_episodes(dataset, self.replay.capacity, self.rng)
-        for start, length in zip(subset.episode_start, subset.episode_length, strict=True):
-            rows = slice(start, start + length + 1)
-            self.replay.add(subset.obs[rows], subset.action[rows], subset.reward[rows])
+        if pretrained.data.get("path"):
+            self.data_sources[pretrained.data["path"]] = int(pretrained.data["dataset_transitions"])
+        return pretrained.trainer(train_config, self.device)
 
     # -- protocol -----------------------------------------------------------------------------------
 
@@ -312,7 +353,7 @@ class PWM:
     @property
     def env_steps_per_iteration(self) -> int:
         """Real env steps one iteration consumes (0 offline)."""
-        return self.config.horizon * self.env.num_envs if self.online else 0
+        return self.mode.env_steps_per_iteration()
 
     @property
     def data_env_steps(self) -> int:
@@ -327,44 +368,34 @@ class PWM:
     def train_iteration(self) -> dict[str, float]:
         """One PWM iteration: imagined window, actor step, critic fit, (online) model fine-tuning."""
         cfg = self.config
-        lrs = {"actor_lr": cfg.actor_lr, "critic_lr": cfg.critic_lr, "model_lr": cfg.model_lr}
-        if cfg.lr_schedule == "linear":
-            lrs = {
-                k: linear_decay_lr(v, self.iteration, cfg.max_epochs, cfg.final_lr) for k, v in lrs.items()
-            }
-        set_learning_rate(self.actor_optimizer, lrs["actor_lr"])
-        set_learning_rate(self.critic_optimizer, lrs["critic_lr"])
-        set_learning_rate(self.wm_trainer.optimizer, lrs["model_lr"])
-
-        learn = not self.online or self.wm_trained or self.replay.can_sample(cfg.horizon)
+        lrs = apply_schedule(
+            {
+                "actor_lr": (self.actor_optimizer, cfg.actor_lr),
+                "critic_lr": (self.critic_optimizer, cfg.critic_lr),
+                "model_lr": (self.wm_trainer.optimizer, cfg.model_training.lr),
+            },
+            self.iteration,
+            cfg.max_epochs,
+            cfg.lr_schedule,
+            cfg.final_lr,
+        )
+        learn = self.mode.can_learn()
         with torch.set_grad_enabled(learn):
-            window = self.imagine(self._start_states())
+            window = self.imagine(self.mode.start_states())
         metrics = dict(window["stats"])
         if learn:
-            metrics.update(self._update_actor(window["actor_loss"]))
-            metrics.update(self._update_critic(window["latents"], window["targets"]))
-            if self.online:
-                metrics.update(self._update_world_model())
-        if self.online:
-            metrics["replay_episodes"] = float(self.replay.num_episodes)
+            metrics.update(self.actor_step(window["actor_loss"], self.iteration))
+            metrics.update(self.critic_update(window["latents"], window["targets"], self.generator))
+            metrics.update(self.mode.update_world_model())
+        metrics.update(self.mode.stats())
         metrics.update(
             lrs, collect_only=float(not learn), actor_std_mean=float(self.actor.std().detach().mean())
         )
-        if self.recent_returns:
-            metrics["train_return"] = sum(self.recent_returns) / len(self.recent_returns)
-            metrics["train_episode_length"] = sum(self.recent_lengths) / len(self.recent_lengths)
+        metrics.update(self.episodes.metrics())
         self.iteration += 1
         return metrics
 
     # -- one iteration ------------------------------------------------------------------------------
-
-    def _start_states(self) -> torch.Tensor:
-        if self.online:
-            return self.env.detach_state()
-        assert self.dataset is not None
-        batch = self.config.batch_size or self.env.num_envs
-        starts = sample_subtrajectories(self.dataset, batch, self.config.horizon, self.rng)["obs"][:, 0]
-        return torch.from_numpy(starts).to(self.device)
 
     def imagine(self, obs: torch.Tensor) -> dict[str, Any]:
         """Roll the model H steps from start observations ``obs`` (online: the env's current ones, which it
@@ -385,6 +416,7 @@ class PWM:
         final_discount = cfg.gamma if cfg.bootstrap_exponent == "H+1" else 1.0
         loss_terms = batch
         terminations = truncations = 0
+        real_steps = False
 
         for h in range(horizon):
             last = h == horizon - 1
@@ -394,9 +426,11 @@ class PWM:
             z, reward = model.step(z, action)
             window_return = window_return + discount * reward
             discount = discount * cfg.gamma
+            real = self.mode.env_step(obs, action, action_raw)
             done = terminated = None
-            if self.online:
-                next_obs, terminated, done = self._env_step(obs, action, action_raw)
+            if real is not None:
+                real_steps = True
+                next_obs, terminated, done = real
                 terminations += int(terminated.sum())
                 truncations += int((done & ~terminated).sum())
             closing = last or (done is not None and bool(done.any()))
@@ -421,15 +455,13 @@ class PWM:
                 obs = next_obs
             rewards[h], next_values[h] = reward.detach(), value.detach()
 
-        if self.online:
-            for episode in self.collector.pop_finished():
-                self.replay.add(episode.obs, episode.action, episode.reward)
+        self.mode.end_window()
         stats = {
             "model_reward_mean": float(rewards.mean()),
             "value_mean": float(next_values.mean()),
             "window_length_mean": horizon * batch / loss_terms,
         }
-        if self.online:
+        if real_steps:
             stats.update(early_terminations=float(terminations), truncations=float(truncations))
         return {
             "actor_loss": normalized_actor_loss(per_env_loss, horizon, self.ret_rms),
@@ -439,113 +471,13 @@ class PWM:
             "stats": stats,
         }
 
-    def _env_step(
-        self, obs: torch.Tensor, action: torch.Tensor, action_raw: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Step the real env with the imagined action (no gradient); record; (next obs, terminated, done)."""
-        with torch.no_grad():
-            action, action_raw = action.detach(), action_raw.detach()
-            next_obs, reward, terminated, truncated, info = self.env.step(action)
-            final_obs = info["obs_before_reset"]
-            for recorder in (self.collector, self.recorder):
-                if recorder is not None:
-                    recorder.add_step(
-                        obs, action, action_raw, reward, final_obs, terminated, truncated, self.iteration
-                    )
-            done = terminated | truncated
-            self.episode_return += reward
-            self.episode_length += 1
-            if bool(done.any()):
-                self.recent_returns.extend(self.episode_return[done].tolist())
-                self.recent_lengths.extend(self.episode_length[done].tolist())
-                self.episode_return[done] = 0.0
-                self.episode_length[done] = 0
-        return next_obs, terminated, done
-
-    def _update_actor(self, loss: torch.Tensor) -> dict[str, float]:
-        params = list(self.actor.parameters())
-        self.actor_optimizer.zero_grad(set_to_none=True)
-        grads = torch.autograd.grad(loss, params, allow_unused=True)
-        for param, grad in zip(params, grads, strict=True):
-            param.grad = grad
-        norm_before = gradient_norm(params)
-        finite = math.isfinite(norm_before)
-        if finite:
-            self.consecutive_nonfinite = 0
-            torch.nn.utils.clip_grad_norm_(params, self.config.actor_grad_clip)
-            norm_after = gradient_norm(params)
-            self.actor_optimizer.step()
-        else:
-            self.consecutive_nonfinite += 1
-            self.nonfinite_actor_windows += 1
-            norm_after = float("nan")
-            if self.consecutive_nonfinite >= self.config.max_nonfinite_windows:
-                raise NonFiniteGradientError(
-                    f"actor gradient was nan/inf in {self.consecutive_nonfinite} consecutive iterations "
-                    f"(iteration {self.iteration}; limit max_nonfinite_windows="
-                    f"{self.config.max_nonfinite_windows})"
-                )
-        return {
-            "actor_loss": float(loss.detach()),
-            "actor_grad_norm": norm_before,
-            "actor_grad_norm_clipped": norm_after,
-            "nonfinite_actor_grad": float(not finite),
-        }
-
-    def _update_critic(self, latents: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
-        inputs = latents.reshape(-1, latents.shape[-1])
-        targets = targets.reshape(-1)
-        finite = torch.isfinite(targets) & torch.isfinite(inputs).all(dim=1)
-        metrics = {
-            "critic_nonfinite_targets": float((~finite).sum()),
-            "value_target_mean": float(targets.mean()),
-        }
-        if bool(finite.any()):
-            cfg = self.config
-            stats = fit_critic(
-                self.critic,
-                self.critic_optimizer,
-                inputs[finite],
-                targets[finite],
-                cfg.critic_iterations,
-                cfg.critic_batches,
-                cfg.critic_grad_clip,
-                self.generator,
-            )
-            self.nonfinite_critic_steps += stats.nonfinite_grad_steps
-            metrics.update(
-                critic_loss=stats.loss,
-                critic_grad_norm=stats.grad_norm,
-                nonfinite_critic_grad_steps=float(stats.nonfinite_grad_steps),
-            )
-        return metrics
-
-    def _update_world_model(self) -> dict[str, float]:
-        """Online fine-tuning on replay batches; the first time, without a pretrained model, longer."""
-        cfg = self.config
-        assert self.replay is not None
-        if not self.replay.can_sample(cfg.horizon):
-            return {}
-        steps = cfg.wm_steps_per_epoch
-        if not self.wm_trained:
-            steps = cfg.wm_bootstrap_steps or self.env.max_episode_steps
-            self.wm_trained = True
-        totals: dict[str, float] = {}
-        for _ in range(steps):
-            batch = self.replay.sample(cfg.wm_batch_size, cfg.horizon, self.generator)
-            for name, value in self.wm_trainer.train_step(batch, update_rew_rms=True).items():
-                totals[name] = totals.get(name, 0.0) + value
-        metrics = {name: value / steps for name, value in totals.items()}
-        metrics["wm_steps"] = float(steps)
-        return metrics
-
     # -- bookkeeping --------------------------------------------------------------------------------
 
     def nonfinite_totals(self) -> dict[str, int]:
         """Counts over the run: skipped actor steps, critic and world-model steps with zeroed gradients."""
         return {
-            "nonfinite_actor_windows": self.nonfinite_actor_windows,
-            "nonfinite_critic_steps": self.nonfinite_critic_steps,
+            "nonfinite_actor_windows": self.actor_step.nonfinite_windows,
+            "nonfinite_critic_steps": self.critic_update.nonfinite_steps,
             "nonfinite_wm_steps": self.wm_trainer.nonfinite_grad_steps,
         }
 
@@ -563,15 +495,10 @@ class PWM:
             "rng": self.rng.bit_generator.state,
             "iteration": self.iteration,
             "wm_trained": self.wm_trained,
-            "consecutive_nonfinite": self.consecutive_nonfinite,
+            "consecutive_nonfinite": self.actor_step.consecutive_nonfinite,
             "nonfinite_totals": self.nonfinite_totals(),
-            "episode_return": self.episode_return.clone(),
-            "episode_length": self.episode_length.clone(),
-            "recent_returns": list(self.recent_returns),
-            "recent_lengths": list(self.recent_lengths),
-            "replay": self.replay.state_dict() if self.replay is not None else None,
-            "collector": self.collector.state_dict() if self.collector is not None else None,
-            "env": self.env.state_dict() if self.online else None,
+            **self.episodes.state_dict(),
+            **self.mode.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -587,15 +514,9 @@ class PWM:
         self.rng.bit_generator.state = state["rng"]
         self.iteration = state["iteration"]
         self.wm_trained = state["wm_trained"]
-        self.consecutive_nonfinite = state["consecutive_nonfinite"]
+        self.actor_step.consecutive_nonfinite = state["consecutive_nonfinite"]
         totals = state["nonfinite_totals"]
-        self.nonfinite_actor_windows = totals["nonfinite_actor_windows"]
-        self.nonfinite_critic_steps = totals["nonfinite_critic_steps"]
-        self.episode_return = state["episode_return"].to(self.device)
-        self.episode_length = state["episode_length"].to(self.device)
-        self.recent_returns = deque(state["recent_returns"], maxlen=RECENT_EPISODES)
-        self.recent_lengths = deque(state["recent_lengths"], maxlen=RECENT_EPISODES)
-        if self.online:
-            self.replay.load_state_dict(state["replay"])
-            self.collector.load_state_dict(state["collector"])
-            self.env.load_state_dict(state["env"])
+        self.actor_step.nonfinite_windows = totals["nonfinite_actor_windows"]
+        self.critic_update.nonfinite_steps = totals["nonfinite_critic_steps"]
+        self.episodes.load_state_dict(state)
+        self.mode.load_state_dict(state)

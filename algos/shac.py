@@ -12,34 +12,25 @@ One iteration (``SHAC.train_iteration``):
   4. fit the critic on TD(lambda) targets of the window, Polyak-update the target critic if there is one;
   5. decay the learning rates linearly.
 
-Two published configurations (:data:`VARIANTS`): ``pwm`` (FoRL/PWM: Mish, 3-critic minimum, return
-normalisation; the default for PWM comparisons) and ``diffrl`` (original SHAC: ELU, one critic with a Polyak
-target). :func:`published_config` returns a variant's per-env defaults, keyed by env name.
+The algorithm knows no env names: published per-env settings (the ``pwm`` and ``diffrl`` variants) are in
+``bench.presets``. Shared pieces (actor step, critic update, episode statistics, schedules) come from
+``algos.training`` and ``algos.critic``.
 """
 
 from __future__ import annotations
 
 import copy
-import math
-from collections import deque
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from algos.critic import fit_critic, polyak_update, td_lambda_targets
+from algos.config import config_from_dict, config_to_dict
+from algos.critic import CriticUpdate, polyak_update, td_lambda_targets
 from algos.dataset import EpisodeRecorder
-from algos.networks import (
-    ACTIVATIONS,
-    CriticEnsemble,
-    StochasticActor,
-    gradient_norm,
-    linear_decay_lr,
-    set_learning_rate,
-)
+from algos.networks import ACTIVATIONS, CriticEnsemble, StochasticActor
 from algos.normalizers import RunningMeanStd, normalized_actor_loss
-
-RECENT_EPISODES = 100
+from algos.training import LR_SCHEDULES, ActorStep, EpisodeTracker, apply_schedule
 
 
 @dataclass(frozen=True)
@@ -95,8 +86,10 @@ class SHACConfig:
     def __post_init__(self) -> None:
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}")
-        if self.lr_schedule not in ("linear", "constant"):
-            raise ValueError(f"lr_schedule must be 'linear' or 'constant', got {self.lr_schedule!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(
+                f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}"
+            )
         for name in ("horizon", "max_epochs", "num_critics", "critic_iterations", "critic_batches"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -106,78 +99,10 @@ class SHACConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> SHACConfig:
         """Build from a (JSON) dict; lists become tuples; unknown keys raise ValueError."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown SHAC setting(s) {unknown}; valid: {', '.join(sorted(known))}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+        return config_from_dict(cls, values)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-VARIANTS = ("pwm", "diffrl")
-DEFAULT_VARIANT = "pwm"
-
-_PWM = SHACConfig()
-_DIFFRL = SHACConfig(
-    activation="elu",
-    actor_hidden=(128, 64, 32),
-    critic_hidden=(64, 64),
-    num_critics=1,
-    target_critic_alpha=0.2,
-    critic_lr=2e-3,
-    ret_rms=False,
-    critic_grad_clip=1.0,
-)
-
-_SLOW_TARGET = {"target_critic_alpha": 0.995}
-
-# Per env: (settings that differ from the variant's generic defaults, number of envs). Sources: algorithms
-# §2 / §2.1 (PWM env configs) and envs §11.1 (NVlabs/DiffRL examples/cfg/shac/*.yaml).
-_PUBLISHED: dict[str, dict[str, tuple[dict[str, Any], int]]] = {
-    "pwm": {
-        "ant": ({"max_epochs": 2000}, 128),
-        "hopper": ({"max_epochs": 2000}, 64),
-        "humanoid": ({"max_epochs": 3000}, 64),
-        "snu_humanoid": ({"max_epochs": 5000}, 64),
-        "anymal": ({"max_epochs": 3000}, 64),
-    },
-    "diffrl": {
-        "cartpole": (
-            {"actor_hidden": (64, 64), "actor_lr": 1e-2, "critic_lr": 1e-3, "max_epochs": 500},
-            64,
-        ),
-        "hopper": ({"critic_lr": 2e-4}, 256),
-        "cheetah": ({}, 64),
-        "ant": ({}, 64),
-        "humanoid": (
-            {"actor_hidden": (256, 128), "critic_hidden": (128, 128), "critic_lr": 5e-4, **_SLOW_TARGET},
-            64,
-        ),
-        "snu_humanoid": (
-            {"actor_hidden": (512, 256), "critic_hidden": (256, 256), "critic_lr": 5e-4, **_SLOW_TARGET},
-            64,
-        ),
-    },
-}
-GENERIC_NUM_ENVS = 64
-
-
-def published_config(variant: str, env_name: str) -> tuple[SHACConfig, int]:
-    """The published SHAC settings and number of envs of ``variant`` for ``env_name``.
-
-    Envs without a published configuration get the variant's generic defaults and 64 envs.
-    """
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown SHAC variant {variant!r}; valid: {', '.join(VARIANTS)}")
-    base = _PWM if variant == "pwm" else _DIFFRL
-    changes, num_envs = _PUBLISHED[variant].get(env_name, ({}, GENERIC_NUM_ENVS))
-    return replace(base, **changes), num_envs
-
-
-class NonFiniteGradientError(FloatingPointError):
-    """Too many consecutive SHAC windows produced a nan/inf actor gradient."""
+        return config_to_dict(self)
 
 
 class SHAC:
@@ -205,19 +130,22 @@ class SHAC:
         self.critic_optimizer = torch.optim.Adam(
             self.critic.parameters(), lr=config.critic_lr, betas=config.betas
         )
+        self.actor_step = ActorStep(
+            self.actor, self.actor_optimizer, config.actor_grad_clip, config.max_nonfinite_windows
+        )
+        self.critic_update = CriticUpdate(
+            self.critic,
+            self.critic_optimizer,
+            config.critic_iterations,
+            config.critic_batches,
+            config.critic_grad_clip,
+        )
         self.obs_rms = RunningMeanStd((obs_dim,), device=env.device) if config.obs_rms else None
         self.ret_rms = RunningMeanStd((), device=env.device) if config.ret_rms else None
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.recorder: EpisodeRecorder | None = None
-
+        self.episodes = EpisodeTracker(env.num_envs, self.device)
         self.iteration = 0
-        self.consecutive_nonfinite = 0
-        self.nonfinite_actor_windows = 0
-        self.nonfinite_critic_steps = 0
-        self.episode_return = torch.zeros(env.num_envs, device=self.device)
-        self.episode_length = torch.zeros(env.num_envs, dtype=torch.long, device=self.device)
-        self.recent_returns: deque[float] = deque(maxlen=RECENT_EPISODES)
-        self.recent_lengths: deque[int] = deque(maxlen=RECENT_EPISODES)
         self.env.reset()
 
     @property
@@ -246,23 +174,24 @@ class SHAC:
     def train_iteration(self) -> dict[str, float]:
         """One SHAC window: actor update, critic fit, learning-rate decay. Returns per-iteration metrics."""
         cfg = self.config
-        actor_lr, critic_lr = cfg.actor_lr, cfg.critic_lr
-        if cfg.lr_schedule == "linear":
-            actor_lr = linear_decay_lr(cfg.actor_lr, self.iteration, cfg.max_epochs, cfg.final_lr)
-            critic_lr = linear_decay_lr(cfg.critic_lr, self.iteration, cfg.max_epochs, cfg.final_lr)
-        set_learning_rate(self.actor_optimizer, actor_lr)
-        set_learning_rate(self.critic_optimizer, critic_lr)
-
-        window = self._rollout()
-        metrics = self._update_actor(window.pop("actor_loss"))
-        metrics.update(self._update_critic(window))
-        metrics.update(window["stats"])
-        metrics.update(
-            actor_lr=actor_lr, critic_lr=critic_lr, actor_std_mean=float(self.actor.std().detach().mean())
+        lrs = apply_schedule(
+            {
+                "actor_lr": (self.actor_optimizer, cfg.actor_lr),
+                "critic_lr": (self.critic_optimizer, cfg.critic_lr),
+            },
+            self.iteration,
+            cfg.max_epochs,
+            cfg.lr_schedule,
+            cfg.final_lr,
         )
-        if self.recent_returns:
-            metrics["train_return"] = sum(self.recent_returns) / len(self.recent_returns)
-            metrics["train_episode_length"] = sum(self.recent_lengths) / len(self.recent_lengths)
+        window = self._rollout()
+        metrics = self.actor_step(window["actor_loss"], self.iteration)
+        metrics.update(self.critic_update(window["inputs"], window["targets"], self.generator))
+        if self.target_critic is not None:
+            polyak_update(self.target_critic, self.critic, cfg.target_critic_alpha)
+        metrics.update(window["stats"])
+        metrics.update(lrs, actor_std_mean=float(self.actor.std().detach().mean()))
+        metrics.update(self.episodes.metrics())
         self.iteration += 1
         return metrics
 
@@ -309,16 +238,15 @@ class SHAC:
                 loss_terms += int(done.sum())
             terminations += int(terminated.sum())
             truncations += int(truncated.sum())
-            self._track_episodes(reward.detach(), done)
+            self.episodes.add(reward, done, info)
             if self.recorder is not None:
                 self.recorder.add_step(
                     obs, action, action_raw, reward, final_obs, terminated, truncated, self.iteration
                 )
             obs = next_obs
 
-        actor_loss = normalized_actor_loss(per_env_loss, horizon, self.ret_rms)
         return {
-            "actor_loss": actor_loss,
+            "actor_loss": normalized_actor_loss(per_env_loss, horizon, self.ret_rms),
             "inputs": inputs,
             "targets": td_lambda_targets(rewards, next_values, dones, cfg.gamma, cfg.lam),
             "stats": {
@@ -330,74 +258,11 @@ class SHAC:
             },
         }
 
-    def _track_episodes(self, reward: torch.Tensor, done: torch.Tensor) -> None:
-        self.episode_return += reward
-        self.episode_length += 1
-        if bool(done.any()):
-            self.recent_returns.extend(self.episode_return[done].tolist())
-            self.recent_lengths.extend(self.episode_length[done].tolist())
-            self.episode_return[done] = 0.0
-            self.episode_length[done] = 0
-
-    def _update_actor(self, loss: torch.Tensor) -> dict[str, float]:
-        params = list(self.actor.parameters())
-        self.actor_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        norm_before = gradient_norm(params)
-        finite = math.isfinite(norm_before)
-        if finite:
-            self.consecutive_nonfinite = 0
-            torch.nn.utils.clip_grad_norm_(params, self.config.actor_grad_clip)
-            norm_after = gradient_norm(params)
-            self.actor_optimizer.step()
-        else:
-            self.consecutive_nonfinite += 1
-            self.nonfinite_actor_windows += 1
-            norm_after = float("nan")
-            if self.consecutive_nonfinite >= self.config.max_nonfinite_windows:
-                raise NonFiniteGradientError(
-                    f"actor gradient was nan/inf in {self.consecutive_nonfinite} consecutive windows "
-                    f"(iteration {self.iteration}; limit max_nonfinite_windows="
-                    f"{self.config.max_nonfinite_windows})"
-                )
-        return {
-            "actor_loss": float(loss.detach()),
-            "actor_grad_norm": norm_before,
-            "actor_grad_norm_clipped": norm_after,
-            "nonfinite_actor_grad": float(not finite),
-        }
-
-    def _update_critic(self, window: dict[str, Any]) -> dict[str, float]:
-        inputs = window["inputs"].reshape(-1, self.env.obs_dim)
-        targets = window["targets"].reshape(-1)
-        finite = torch.isfinite(targets) & torch.isfinite(inputs).all(dim=1)
-        metrics = {"critic_nonfinite_targets": float((~finite).sum())}
-        if bool(finite.any()):
-            stats = fit_critic(
-                self.critic,
-                self.critic_optimizer,
-                inputs[finite],
-                targets[finite],
-                self.config.critic_iterations,
-                self.config.critic_batches,
-                self.config.critic_grad_clip,
-                self.generator,
-            )
-            self.nonfinite_critic_steps += stats.nonfinite_grad_steps
-            metrics.update(
-                critic_loss=stats.loss,
-                critic_grad_norm=stats.grad_norm,
-                nonfinite_critic_grad_steps=float(stats.nonfinite_grad_steps),
-            )
-        if self.target_critic is not None:
-            polyak_update(self.target_critic, self.critic, self.config.target_critic_alpha)
-        return metrics
-
     def nonfinite_totals(self) -> dict[str, int]:
         """Counts over the whole run of skipped actor steps and critic steps with zeroed gradients."""
         return {
-            "nonfinite_actor_windows": self.nonfinite_actor_windows,
-            "nonfinite_critic_steps": self.nonfinite_critic_steps,
+            "nonfinite_actor_windows": self.actor_step.nonfinite_windows,
+            "nonfinite_critic_steps": self.critic_update.nonfinite_steps,
         }
 
     def state_dict(self) -> dict[str, Any]:
@@ -413,12 +278,9 @@ class SHAC:
             "ret_rms": self.ret_rms.state_dict() if self.ret_rms is not None else None,
             "generator": self.generator.get_state(),
             "iteration": self.iteration,
-            "consecutive_nonfinite": self.consecutive_nonfinite,
+            "consecutive_nonfinite": self.actor_step.consecutive_nonfinite,
             "nonfinite_totals": self.nonfinite_totals(),
-            "episode_return": self.episode_return.clone(),
-            "episode_length": self.episode_length.clone(),
-            "recent_returns": list(self.recent_returns),
-            "recent_lengths": list(self.recent_lengths),
+            **self.episodes.state_dict(),
             "env": self.env.state_dict(),
         }
 
@@ -436,11 +298,8 @@ class SHAC:
             self.ret_rms.load_state_dict(state["ret_rms"])
         self.generator.set_state(state["generator"])
         self.iteration = state["iteration"]
-        self.consecutive_nonfinite = state["consecutive_nonfinite"]
-        self.nonfinite_actor_windows = state["nonfinite_totals"]["nonfinite_actor_windows"]
-        self.nonfinite_critic_steps = state["nonfinite_totals"]["nonfinite_critic_steps"]
-        self.episode_return = state["episode_return"].to(self.device)
-        self.episode_length = state["episode_length"].to(self.device)
-        self.recent_returns = deque(state["recent_returns"], maxlen=RECENT_EPISODES)
-        self.recent_lengths = deque(state["recent_lengths"], maxlen=RECENT_EPISODES)
+        self.actor_step.consecutive_nonfinite = state["consecutive_nonfinite"]
+        self.actor_step.nonfinite_windows = state["nonfinite_totals"]["nonfinite_actor_windows"]
+        self.critic_update.nonfinite_steps = state["nonfinite_totals"]["nonfinite_critic_steps"]
+        self.episodes.load_state_dict(state)
         self.env.load_state_dict(state["env"])

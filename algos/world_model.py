@@ -11,11 +11,13 @@ SimNorm) and ``relu`` (plain Linear -> ReLU MLPs without LayerNorm, linear laten
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 from torch import nn
+
+from algos.config import config_from_dict, config_to_dict
 
 VARIANTS = ("simnorm", "mish", "relu")
 Task = torch.Tensor | int | None
@@ -76,14 +78,10 @@ class WorldModelConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> WorldModelConfig:
         """Build from a (JSON) dict; lists become tuples; unknown keys raise ValueError."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown world-model setting(s) {unknown}; valid: {', '.join(sorted(known))}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+        return config_from_dict(cls, values)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return config_to_dict(self)
 
 
 def world_model_config(size: str = "single", **changes: Any) -> WorldModelConfig:

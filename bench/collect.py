@@ -25,10 +25,12 @@ from tqdm import tqdm
 
 import envs
 from algos.dataset import INDEX, DatasetWriter, EpisodeRecorder
-from bench import rundir
-from bench.presets import ALGORITHMS, ConfigError, env_overrides, parse_value
+from bench import lifecycle, rundir
+from bench.algorithms import build_trainer
+from bench.harness import load_inputs
+from bench.presets import env_overrides
+from bench.settings import ConfigError, apply_overrides
 
-COLLECT_INFO = "collect.json"
 CHUNK_EPISODES = 64
 Policy = Callable[[torch.Tensor], torch.Tensor]
 
@@ -47,22 +49,21 @@ def checkpoint_policy(path: str | Path, deterministic: bool, device: str) -> tup
     """(the trainer's ``act``, the run's config.json) for a ``bench.run`` run directory or checkpoint file."""
     path = Path(path)
     if path.is_dir():
-        checkpoints = path / rundir.CHECKPOINTS
-        path = checkpoints / "final.pt" if (checkpoints / "final.pt").exists() else checkpoints / "latest.pt"
+        final = rundir.checkpoint(path, rundir.FINAL)
+        path = final if final.exists() else rundir.checkpoint(path)
     if not path.is_file():
         raise ConfigError(f"no policy checkpoint at {path}")
     run_dir = path.parent.parent
     if not (run_dir / rundir.CONFIG).exists():
         raise ConfigError(f"{path} is not inside a bench.run run directory (no {run_dir / rundir.CONFIG})")
     config = rundir.read_json(run_dir / rundir.CONFIG)
-    if config["algo"] not in ALGORITHMS:
-        raise ConfigError(f"unknown algo {config['algo']!r} in {run_dir}; valid: {', '.join(ALGORITHMS)}")
     settings = config["settings"]
     # The trainer's state includes its training env's state, so build it on an env of the recorded shape.
     train_env = envs.make(
         config["env"], num_envs=settings["env"]["num_envs"], device=device, **env_overrides(settings)
     )
-    trainer = ALGORITHMS[config["algo"]].build(train_env, settings["algo"], config["seed"])
+    inputs = load_inputs(config.get("inputs", {}))
+    trainer = build_trainer(config["algo"], train_env, settings["algo"], config["seed"], inputs)
     state = torch.load(io.BytesIO(path.read_bytes()), map_location="cpu", weights_only=False)
     trainer.load_state_dict(state["trainer"])
     return (lambda obs: trainer.act(obs, deterministic=deterministic)), config
@@ -116,41 +117,31 @@ def build_parser(env_names: list[str]) -> argparse.ArgumentParser:
         dest="overrides",
         action="append",
         default=[],
-        metavar="NAME=VALUE",
-        help="env override passed to envs.make, repeatable, VALUE parsed as JSON; "
-        "e.g. --set early_termination=false",
+        metavar="KEY=VALUE",
+        help="env override passed to envs.make, repeatable: env.NAME=VALUE (or NAME=VALUE), VALUE parsed as "
+        "JSON, else a string (the grammar of bench.run --set); e.g. --set env.early_termination=false",
     )
+    lifecycle.add_debug_option(parser)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser(envs.names())
-    args = parser.parse_args(argv)
+def _command(args: argparse.Namespace, argv: list[str]) -> int:
     out = Path(args.out)
+    if args.episodes < 1 or args.num_envs < 1:
+        raise ConfigError("--episodes and --num-envs must be >= 1")
+    if (out / INDEX).exists():
+        raise ConfigError(f"{out} already holds a dataset; choose a new --out")
+    overrides = apply_overrides({"env": {}}, args.overrides)["env"]
     try:
-        if args.episodes < 1 or args.num_envs < 1:
-            raise ConfigError("--episodes and --num-envs must be >= 1")
-        if (out / INDEX).exists():
-            raise ConfigError(f"{out} already holds a dataset; choose a new --out")
-        overrides = {}
-        for item in args.overrides:
-            name, sep, text = item.partition("=")
-            if not sep or not name:
-                raise ConfigError(f"--set expects NAME=VALUE, got {item!r}")
-            overrides[name] = parse_value(text)
-        try:
-            env = envs.make(args.env, num_envs=args.num_envs, device=args.device, seed=args.seed, **overrides)
-        except (ValueError, TypeError) as error:
-            raise ConfigError(f"cannot make env {args.env!r}: {error}") from error
-        if args.random:
-            policy = random_policy(env.act_dim, args.seed, args.device)
-        else:
-            policy, run_config = checkpoint_policy(args.policy, args.deterministic, args.device)
-            if run_config["env"] != args.env:
-                raise ConfigError(f"the policy was trained on {run_config['env']!r}, not {args.env!r}")
-    except ConfigError as error:
-        parser.error(str(error))
+        env = envs.make(args.env, num_envs=args.num_envs, device=args.device, seed=args.seed, **overrides)
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"cannot make env {args.env!r}: {error}") from error
+    if args.random:
+        policy = random_policy(env.act_dim, args.seed, args.device)
+    else:
+        policy, run_config = checkpoint_policy(args.policy, args.deterministic, args.device)
+        if run_config["env"] != args.env:
+            raise ConfigError(f"the policy was trained on {run_config['env']!r}, not {args.env!r}")
     info = {
         "source": "bench.collect",
         "policy": "random" if args.random else str(Path(args.policy).resolve()),
@@ -158,13 +149,13 @@ def main(argv: list[str] | None = None) -> int:
         "seed": args.seed,
         "num_envs": args.num_envs,
         "env_overrides": overrides,
-        "argv": ["python", "-m", "bench.collect", *argv],
+        "argv": argv,
     }
     writer = DatasetWriter(out, env=args.env, obs_dim=env.obs_dim, act_dim=env.act_dim, metadata=info)
     steps = collect(env, policy, args.episodes, writer, progress=sys.stdout.isatty())
     index = writer.index
     rundir.write_json(
-        out / COLLECT_INFO,
+        out / rundir.COLLECT_INFO,
         {
             **info,
             "episodes": index["num_episodes"],
@@ -176,6 +167,12 @@ def main(argv: list[str] | None = None) -> int:
         f"{out}: {index['num_episodes']} episodes, {index['num_transitions']} transitions ({steps} env steps)"
     )
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    recorded = ["python", "-m", "bench.collect", *argv]
+    return lifecycle.cli_main(build_parser(envs.names()), argv, lambda args: _command(args, recorded))
 
 
 if __name__ == "__main__":

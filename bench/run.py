@@ -7,9 +7,12 @@ import sys
 from pathlib import Path
 
 import envs
-from bench.harness import resume_run, start_run
+from bench import lifecycle
+from bench.algorithms import ALGORITHMS
+from bench.harness import COMMAND, resume_run, start_run
 from bench.pipeline import run_pipeline
-from bench.presets import ALGORITHMS, PRESET_HELP, PRESETS, ConfigError
+from bench.presets import PRESET_HELP, PRESETS, VARIANTS, default_variant
+from bench.settings import ConfigError
 
 EPILOG = """\
 presets:
@@ -29,13 +32,14 @@ pretraining, policy learning), each stage a run directory under
 runs/<env>/pwm/pipeline_seed<k>_<preset>_<mode>/; running the same command again skips complete stages
 and resumes an interrupted one. --data skips the collection stage.
 
-exit codes: 0 complete, 1 failed (e.g. persistent nan/inf gradients), 2 invalid arguments,
+exit codes: 0 complete, 1 failed (e.g. persistent nan/inf gradients; one line, --debug for the traceback),
+2 invalid arguments,
 130 interrupted by Ctrl-C, 143 terminated by SIGTERM (both checkpoint first; continue with --resume).
 """
 
 
 def build_parser(env_names: list[str]) -> argparse.ArgumentParser:
-    variants = sorted({v for entry in ALGORITHMS.values() for v in entry.variants})
+    variants = sorted({v for table in VARIANTS.values() for v in table})
     presets = "\n".join(f"  {name:6s} {PRESET_HELP[name]}" for name in PRESETS)
     parser = argparse.ArgumentParser(
         prog="python -m bench.run",
@@ -92,63 +96,54 @@ def build_parser(env_names: list[str]) -> argparse.ArgumentParser:
         help="continue RUN_DIR from checkpoints/latest.pt with its recorded settings "
         "(only --device may be given)",
     )
+    lifecycle.add_debug_option(parser)
     return parser
+
+
+def _command(args: argparse.Namespace, argv: list[str]) -> int:
+    if args.resume:
+        fixed = ("algo", "env", "seed", "preset", "variant", "out", "world_model", "data")
+        extra = [name for name in fixed if getattr(args, name) is not None]
+        if extra or args.overrides or args.save_data:
+            raise ConfigError(
+                "--resume takes its settings from the run directory; only --device may be given"
+            )
+        return resume_run(args.resume, device=args.device, argv=argv).exit_code
+    if args.algo is None or args.env is None:
+        raise ConfigError("--algo and --env are required (or --resume RUN_DIR)")
+    if args.algo != "pwm" and (args.world_model or args.data):
+        raise ConfigError("--world-model and --data are options of --algo pwm")
+    for path in (args.world_model, args.data):
+        if path is not None and not Path(path).exists():
+            raise ConfigError(f"{path} does not exist")
+    common = dict(
+        seed=0 if args.seed is None else args.seed,
+        preset=args.preset or "paper",
+        device=args.device or "cpu",
+        out=args.out or "runs",
+        data=args.data,
+        argv=argv,
+    )
+    if args.algo == "pwm" and args.world_model is None:
+        if args.save_data:
+            raise ConfigError("--save-data is not an option of the pwm pipeline")
+        mode = args.variant or default_variant("pwm")
+        return run_pipeline(args.env, mode=mode, overrides=args.overrides, **common).exit_code
+    return start_run(
+        args.algo,
+        args.env,
+        variant=args.variant,
+        overrides=args.overrides,
+        save_data=args.save_data,
+        world_model=args.world_model,
+        **common,
+    ).exit_code
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser(envs.names())
-    args = parser.parse_args(argv)
-    recorded_argv = ["python", "-m", "bench.run", *argv]
-    try:
-        if args.resume:
-            fixed = ("algo", "env", "seed", "preset", "variant", "out", "world_model", "data")
-            extra = [name for name in fixed if getattr(args, name) is not None]
-            if extra or args.overrides or args.save_data:
-                parser.error("--resume takes its settings from the run directory; only --device may be given")
-            result = resume_run(args.resume, device=args.device, argv=recorded_argv)
-        else:
-            if args.algo is None or args.env is None:
-                parser.error("--algo and --env are required (or --resume RUN_DIR)")
-            if args.algo != "pwm" and (args.world_model or args.data):
-                parser.error("--world-model and --data are options of --algo pwm")
-            for path in (args.world_model, args.data):
-                if path is not None and not Path(path).exists():
-                    parser.error(f"{path} does not exist")
-            common = dict(
-                seed=0 if args.seed is None else args.seed,
-                preset=args.preset or "paper",
-                device=args.device or "cpu",
-                out=args.out or "runs",
-                argv=recorded_argv,
-            )
-            if args.algo == "pwm" and args.world_model is None:
-                if args.save_data:
-                    parser.error("--save-data is not an option of the pwm pipeline")
-                result = run_pipeline(
-                    args.env,
-                    mode=args.variant or ALGORITHMS["pwm"].default_variant,
-                    overrides=args.overrides,
-                    data=None if args.data is None else Path(args.data).resolve(),
-                    **common,
-                )
-            else:
-                overrides = list(args.overrides)
-                if args.world_model is not None:
-                    overrides.insert(0, f"algo.world_model_checkpoint={Path(args.world_model).resolve()}")
-                if args.data is not None:
-                    overrides.insert(0, f"algo.dataset={Path(args.data).resolve()}")
-                result = start_run(
-                    args.algo,
-                    args.env,
-                    variant=args.variant,
-                    overrides=overrides,
-                    save_data=args.save_data,
-                    **common,
-                )
-    except ConfigError as error:
-        parser.error(str(error))
-    return result.exit_code
+    recorded = ["python", "-m", COMMAND, *argv]
+    return lifecycle.cli_main(build_parser(envs.names()), argv, lambda args: _command(args, recorded))
 
 
 if __name__ == "__main__":
