@@ -17,6 +17,7 @@ import argparse
 import io
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from tqdm import tqdm
 
 import envs
 from algos.dataset import INDEX, DatasetWriter, EpisodeRecorder
-from bench import lifecycle, rundir
+from bench import cli, rundir
 from bench.algorithms import build_trainer
 from bench.harness import load_inputs
 from bench.presets import env_overrides
@@ -95,37 +96,45 @@ def collect(env: Any, policy: Policy, episodes: int, writer: DatasetWriter, prog
     return steps
 
 
+@dataclass
+class CollectOptions(cli.Options):
+    env: str = field(default="", metadata={"required": True})
+    """Registered env name."""
+    episodes: int = field(default=0, metadata={"required": True})
+    """Episodes to record (K >= 1)."""
+    policy: str | None = field(default=None, metadata={"metavar": "CHECKPOINT"})
+    """A bench.run run directory or checkpoint file (this or --random)."""
+    random: bool = False
+    """Uniform random actions in [-1, 1] (this or --policy)."""
+    out: str = field(default="", metadata={"metavar": "DATA_DIR", "required": True})
+    """New dataset directory."""
+    num_envs: int = 16
+    """Parallel envs."""
+    seed: int = 0
+    """Env and random-policy seed."""
+    device: str = "cpu"
+    """torch/warp device."""
+    deterministic: bool = False
+    """Act with tanh(mu) (with --policy)."""
+    overrides: list[str] = field(default_factory=list, metadata={"flag": "--set", "metavar": "KEY=VALUE"})
+    """Env override passed to envs.make, repeatable: env.NAME=VALUE (or NAME=VALUE), VALUE parsed as JSON,
+    else a string (the grammar of bench.run --set); e.g. --set env.early_termination=false."""
+
+
 def build_parser(env_names: list[str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    return cli.build_parser(
+        CollectOptions,
+        {"env": env_names},
         prog="python -m bench.collect",
         description="Record episodes of a random or saved policy into an episode dataset directory.",
         epilog="example: python -m bench.collect --env ant --episodes 64 --random --out data/ant_random\n"
-        "exit codes: 0 done, 2 invalid arguments",
+        "exit codes: 0 done, 1 failed, 2 invalid arguments",
     )
-    parser.add_argument("--env", required=True, choices=env_names, help="registered env name")
-    parser.add_argument("--episodes", required=True, type=int, help="episodes to record (K >= 1)")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--policy", metavar="CHECKPOINT", help="bench.run run directory or checkpoint file")
-    source.add_argument("--random", action="store_true", help="uniform random actions in [-1, 1]")
-    parser.add_argument("--out", required=True, metavar="DATA_DIR", help="new dataset directory")
-    parser.add_argument("--num-envs", type=int, default=16, help="parallel envs (16)")
-    parser.add_argument("--seed", type=int, default=0, help="env and random-policy seed (0)")
-    parser.add_argument("--device", default="cpu", help="torch/warp device (cpu)")
-    parser.add_argument("--deterministic", action="store_true", help="act with tanh(mu) (with --policy)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="env override passed to envs.make, repeatable: env.NAME=VALUE (or NAME=VALUE), VALUE parsed as "
-        "JSON, else a string (the grammar of bench.run --set); e.g. --set env.early_termination=false",
-    )
-    lifecycle.add_debug_option(parser)
-    return parser
 
 
-def _command(args: argparse.Namespace, argv: list[str]) -> int:
+def _command(args: CollectOptions, argv: list[str]) -> int:
+    if (args.policy is None) == (not args.random):
+        raise ConfigError("give exactly one of --policy CHECKPOINT and --random")
     out = Path(args.out)
     if args.episodes < 1 or args.num_envs < 1:
         raise ConfigError("--episodes and --num-envs must be >= 1")
@@ -171,8 +180,7 @@ def _command(args: argparse.Namespace, argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    recorded = ["python", "-m", "bench.collect", *argv]
-    return lifecycle.cli_main(build_parser(envs.names()), argv, lambda args: _command(args, recorded))
+    return cli.main(CollectOptions, build_parser(envs.names()), argv, _command)
 
 
 if __name__ == "__main__":

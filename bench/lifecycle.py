@@ -9,18 +9,17 @@ checkpoint, stop on a signal, record the outcome, resume, and the command-line d
 - :func:`outcome`: SIGINT/SIGTERM become a stop at the next safe point; the block's exit says complete,
   interrupted (exit 130/143) or failed (exit 1).
 - :func:`Progress`: the progress bar (on a terminal) and the console lines.
-- :func:`cli_main`: parse, run, turn a ConfigError into a one-line usage error (exit 2) and any other
-  error into one line (exit 1); ``--debug`` or ``WARPBENCH_DEBUG=1`` show the traceback instead.
+
+The command-line side (options from dataclasses, one-line errors) is ``bench.cli``.
 """
 
 from __future__ import annotations
 
-import argparse
 import io
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -211,30 +210,3 @@ def interrupted_hint(run_dir: Path, command: str, position: str | None) -> None:
         print("interrupted; no checkpoint was written")
     else:
         print(f"interrupted; continue from {position} with python -m {command} --resume {run_dir}")
-
-
-def add_debug_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--debug",
-        action="store_true",
-        help="show tracebacks instead of one-line errors (or WARPBENCH_DEBUG=1)",
-    )
-
-
-def cli_main(
-    parser: argparse.ArgumentParser, argv: list[str], body: Callable[[argparse.Namespace], int]
-) -> int:
-    """Parse ``argv`` and run ``body``: a ConfigError is a usage error (one line, exit 2), any other error
-    one line naming it (exit 1); with ``--debug`` or ``WARPBENCH_DEBUG=1`` errors keep their traceback."""
-    args = parser.parse_args(argv)
-    debug = getattr(args, "debug", False) or os.environ.get("WARPBENCH_DEBUG", "") not in ("", "0")
-    try:
-        return body(args)
-    except Exception as error:
-        if debug:
-            raise
-        if isinstance(error, ConfigError):
-            parser.error(str(error))
-        name = type(error).__name__
-        print(f"{parser.prog}: error: {name}: {error} (--debug shows the traceback)", file=sys.stderr)
-        return EXIT_FAILED

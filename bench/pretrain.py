@@ -22,7 +22,7 @@ import argparse
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ from algos.wm_training import (
     world_model_checkpoint,
 )
 from algos.world_model import SIZES, VARIANTS, WorldModel, WorldModelConfig, world_model_config
-from bench import lifecycle, plotting, rundir
+from bench import cli, lifecycle, plotting, rundir
 from bench.lifecycle import RunResult
 from bench.presets import PRESETS, PRETRAIN_DEFAULT_STEPS, PRETRAIN_PAPER_STEPS
 from bench.settings import ConfigError, jsonable
@@ -373,10 +373,39 @@ def resume_pretrain(
     return session.train(on_step)
 
 
+@dataclass
+class PretrainOptions(cli.Options):
+    env: str | None = None
+    """Env the data was recorded on (required unless --resume)."""
+    data: str | None = field(default=None, metadata={"metavar": "DATA_DIR"})
+    """Episode dataset directory (required unless --resume)."""
+    steps: int | None = None
+    """Total gradient steps (default: the preset's)."""
+    preset: str | None = None
+    """Settings preset (default: paper; see below)."""
+    size: str | None = None
+    """World-model size (default: the preset's)."""
+    variant: str | None = None
+    """World-model variant (default simnorm)."""
+    reward_bins: int | None = None
+    """0: scalar reward (default); >= 2: two-hot bins."""
+    seed: int | None = None
+    """Seed of initialisation, episode subset and sampling (default 0)."""
+    device: str | None = None
+    """torch device (default cpu; resume: as recorded)."""
+    out: str | None = None
+    """Root directory for new runs (default: runs)."""
+    resume: str | None = field(default=None, metadata={"metavar": "RUN_DIR"})
+    """Continue RUN_DIR (only --steps and --device may be given)."""
+
+
 def build_parser(env_names: list[str]) -> argparse.ArgumentParser:
     presets = "\n".join(f"  {name:6s} {PRESET_HELP[name]}" for name in PRESETS)
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.pretrain",
+    choices = {"env": env_names, "preset": PRESETS, "size": list(SIZES), "variant": VARIANTS}
+    return cli.build_parser(
+        PretrainOptions,
+        choices,
+        prog=f"python -m {COMMAND}",
         description="Pretrain a PWM world model on an episode dataset (from bench.run --save-data or "
         "bench.collect); "
         f"writes <out>/<env>/{rundir.PRETRAIN_ALGO}/seed<k>_<UTC time>/.",
@@ -386,33 +415,13 @@ def build_parser(env_names: list[str]) -> argparse.ArgumentParser:
         "--steps 200000\n\n"
         "exit codes: 0 complete, 1 failed, 2 invalid arguments, 130 Ctrl-C, 143 SIGTERM (both checkpoint "
         "first)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--env", choices=env_names, help="env the data was recorded on (required unless --resume)"
-    )
-    parser.add_argument(
-        "--data", metavar="DATA_DIR", help="episode dataset directory (required unless --resume)"
-    )
-    parser.add_argument("--steps", type=int, help="total gradient steps (default: the preset's)")
-    parser.add_argument("--preset", choices=PRESETS, help="settings preset (default: paper)")
-    parser.add_argument("--size", choices=list(SIZES), help="world-model size (default: the preset's)")
-    parser.add_argument("--variant", choices=VARIANTS, help="world-model variant (default simnorm)")
-    parser.add_argument("--reward-bins", type=int, help="0: scalar reward (default); >= 2: two-hot bins")
-    parser.add_argument("--seed", type=int, help="seed of initialisation, episode subset and sampling (0)")
-    parser.add_argument("--device", help="torch device (default cpu; resume: as recorded)")
-    parser.add_argument("--out", help="root directory for new runs (default: runs)")
-    parser.add_argument(
-        "--resume", metavar="RUN_DIR", help="continue RUN_DIR (only --steps and --device may be given)"
-    )
-    lifecycle.add_debug_option(parser)
-    return parser
 
 
-def _command(args: argparse.Namespace, argv: list[str]) -> int:
+def _command(args: PretrainOptions, argv: list[str]) -> int:
     if args.resume:
         fixed = ("env", "data", "preset", "size", "variant", "reward_bins", "seed", "out")
-        if any(getattr(args, name) is not None for name in fixed):
+        if cli.given(args, fixed):
             raise ConfigError("--resume takes its settings from the run directory; only --steps and --device")
         return resume_pretrain(args.resume, steps=args.steps, device=args.device, argv=argv).exit_code
     if args.env is None or args.data is None:
@@ -434,8 +443,7 @@ def _command(args: argparse.Namespace, argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    recorded = ["python", "-m", COMMAND, *argv]
-    return lifecycle.cli_main(build_parser(envs.names()), argv, lambda args: _command(args, recorded))
+    return cli.main(PretrainOptions, build_parser(envs.names()), argv, _command)
 
 
 if __name__ == "__main__":

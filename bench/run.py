@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import envs
-from bench import lifecycle
+from bench import cli
 from bench.algorithms import ALGORITHMS
 from bench.harness import COMMAND, resume_run, start_run
 from bench.pipeline import run_pipeline
@@ -38,73 +39,62 @@ exit codes: 0 complete, 1 failed (e.g. persistent nan/inf gradients; one line, -
 """
 
 
+@dataclass
+class RunOptions(cli.Options):
+    algo: str | None = None
+    """Algorithm (required unless --resume)."""
+    env: str | None = None
+    """Registered env name (required unless --resume)."""
+    seed: int | None = None
+    """Run seed; env, eval env and trainer streams derive from it (default 0)."""
+    preset: str | None = None
+    """Budget preset (default: paper; see below)."""
+    variant: str | None = None
+    """Published configuration of the algorithm; shac: pwm (FoRL/PWM, default) or diffrl (original); pwm:
+    online (default, the released single-task driver) or offline (frozen world model)."""
+    world_model: str | None = field(default=None, metadata={"metavar": "CKPT"})
+    """pwm: a bench.pretrain checkpoint to learn the policy from (without it the whole pipeline runs)."""
+    data: str | None = field(default=None, metadata={"metavar": "DIR"})
+    """pwm: an episode dataset (bench.run --save-data or bench.collect): start states and replay; in the
+    pipeline it replaces the SHAC collection stage."""
+    overrides: list[str] = field(default_factory=list, metadata={"flag": "--set", "metavar": "KEY=VALUE"})
+    """Override a resolved setting, repeatable; KEY is section.name (sections env, algo, run; nested
+    settings with more dots, e.g. algo.world_model.latent_dim), VALUE is parsed as JSON (true/false in any
+    case), else taken as a string; e.g. --set algo.horizon=16."""
+    device: str | None = None
+    """torch/warp device, e.g. cpu or cuda:0 (default cpu; resume: as recorded)."""
+    out: str | None = None
+    """Root directory for new runs (default: runs)."""
+    save_data: bool = False
+    """Record every training episode (obs, actions, rewards, terminated, truncated) under RUN_DIR/data/ in
+    the algos.dataset format."""
+    resume: str | None = field(default=None, metadata={"metavar": "RUN_DIR"})
+    """Continue RUN_DIR from checkpoints/latest.pt with its recorded settings (only --device may be
+    given)."""
+
+
 def build_parser(env_names: list[str]) -> argparse.ArgumentParser:
-    variants = sorted({v for table in VARIANTS.values() for v in table})
     presets = "\n".join(f"  {name:6s} {PRESET_HELP[name]}" for name in PRESETS)
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.run",
+    choices = {
+        "algo": list(ALGORITHMS),
+        "env": env_names,
+        "preset": PRESETS,
+        "variant": sorted({v for table in VARIANTS.values() for v in table}),
+    }
+    return cli.build_parser(
+        RunOptions,
+        choices,
+        prog=f"python -m {COMMAND}",
         description="Train one algorithm on one env; writes runs/<env>/<algo>/seed<k>_<UTC time>/ "
         "(config.json, train.csv, eval.csv, eval_episodes.csv, summary.json, checkpoints/).",
         epilog=EPILOG.format(presets=presets),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--algo", choices=list(ALGORITHMS), help="algorithm (required unless --resume)")
-    parser.add_argument("--env", choices=env_names, help="registered env name (required unless --resume)")
-    parser.add_argument(
-        "--seed", type=int, help="run seed; env, eval env and trainer streams derive from it (0)"
-    )
-    parser.add_argument("--preset", choices=PRESETS, help="budget preset (default: paper; see below)")
-    parser.add_argument(
-        "--variant",
-        choices=variants,
-        help="published configuration of the algorithm; shac: pwm (FoRL/PWM, default) or diffrl (original); "
-        "pwm: online (default, the released single-task driver) or offline (frozen world model)",
-    )
-    parser.add_argument(
-        "--world-model",
-        metavar="CKPT",
-        help="pwm: a bench.pretrain checkpoint to learn the policy from (without it the whole pipeline runs)",
-    )
-    parser.add_argument(
-        "--data",
-        metavar="DIR",
-        help="pwm: an episode dataset (bench.run --save-data or bench.collect): start states and replay; "
-        "in the pipeline it replaces the SHAC collection stage",
-    )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a resolved setting, repeatable; KEY is section.name (sections env, algo, run), "
-        "VALUE is parsed as JSON, else taken as a string; e.g. --set algo.horizon=16",
-    )
-    parser.add_argument(
-        "--device", help="torch/warp device, e.g. cpu or cuda:0 (default cpu; resume: as recorded)"
-    )
-    parser.add_argument("--out", help="root directory for new runs (default: runs)")
-    parser.add_argument(
-        "--save-data",
-        action="store_true",
-        help="record every training episode (obs, actions, rewards, terminated, truncated) under "
-        "RUN_DIR/data/ in the algos.dataset format",
-    )
-    parser.add_argument(
-        "--resume",
-        metavar="RUN_DIR",
-        help="continue RUN_DIR from checkpoints/latest.pt with its recorded settings "
-        "(only --device may be given)",
-    )
-    lifecycle.add_debug_option(parser)
-    return parser
 
 
-def _command(args: argparse.Namespace, argv: list[str]) -> int:
+def _command(args: RunOptions, argv: list[str]) -> int:
     if args.resume:
-        fixed = ("algo", "env", "seed", "preset", "variant", "out", "world_model", "data")
-        extra = [name for name in fixed if getattr(args, name) is not None]
-        if extra or args.overrides or args.save_data:
+        fixed = ("algo", "env", "seed", "preset", "variant", "out", "world_model", "data", "overrides")
+        if cli.given(args, [*fixed, "save_data"]):
             raise ConfigError(
                 "--resume takes its settings from the run directory; only --device may be given"
             )
@@ -142,8 +132,7 @@ def _command(args: argparse.Namespace, argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    recorded = ["python", "-m", COMMAND, *argv]
-    return lifecycle.cli_main(build_parser(envs.names()), argv, lambda args: _command(args, recorded))
+    return cli.main(RunOptions, build_parser(envs.names()), argv, _command)
 
 
 if __name__ == "__main__":
