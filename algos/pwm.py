@@ -36,13 +36,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from algos.config import config_from_dict, config_to_dict
-from algos.critic import CriticUpdate, td_lambda_targets
+from algos.critic import td_lambda_targets
 from algos.dataset import EpisodeDataset, EpisodeRecorder, sample_subtrajectories
-from algos.networks import ACTIVATIONS, CriticEnsemble, StochasticActor
-from algos.normalizers import RunningMeanStd, normalized_actor_loss
+from algos.normalizers import normalized_actor_loss
 from algos.replay import EpisodeReplay
-from algos.training import LR_SCHEDULES, ActorStep, EpisodeTracker, apply_schedule
+from algos.training import ActorCriticConfig, ActorCriticLearner, WindowLoss
 from algos.wm_training import PretrainedWorldModel, WMTrainConfig, WorldModelTrainer, select_episodes
 from algos.world_model import WorldModel, WorldModelConfig, world_model_config
 
@@ -51,51 +49,24 @@ BOOTSTRAP_EXPONENTS = ("H+1", "H")
 
 
 @dataclass(frozen=True)
-class PWMConfig:
-    mode: str = "online"
-    """online (real env in lockstep, world model fine-tuned) or offline (frozen model, dataset starts)."""
+class PWMConfig(ActorCriticConfig):
+    """PWM's settings: the shared actor-critic ones (``algos.training.ActorCriticConfig``; actor and critics
+    take the latent z as input), with PWM's defaults where they differ, plus these."""
+
     horizon: int = 16
     """Imagined steps H per actor update."""
-    gamma: float = 0.99
-    """Discount factor."""
-    lam: float = 0.95
-    """TD(lambda) mixing parameter of the critic targets."""
     max_epochs: int = 15_000
-    """Training iterations; also the length of the linear learning-rate decay."""
-    batch_size: int | None = None
-    """Offline start states per iteration (None: the env's num_envs); online always uses the env batch."""
-    actor_hidden: tuple[int, ...] = (400, 200, 100)
-    """Hidden widths of the actor MLP (input: latent z)."""
-    critic_hidden: tuple[int, ...] = (400, 200)
-    """Hidden widths of each critic MLP (input: latent z)."""
-    activation: str = "mish"
-    """Hidden activation of actor and critics."""
-    logstd_init: float = -1.0
-    """Initial value of the actor's state-independent log-std."""
+    """Training iterations; also the length of the linear learning-rate decay (the world model's too)."""
     logstd_min: float | None = -1.427
     """Lower clamp of the log-std (std >= 0.24)."""
-    num_critics: int = 3
-    """Critic ensemble size; values are the minimum over members (no target network)."""
     actor_lr: float = 5e-4
     """Initial actor learning rate."""
-    critic_lr: float = 5e-4
-    """Initial critic learning rate."""
-    lr_schedule: str = "linear"
-    """'linear' (decay to final_lr over max_epochs; the world model's lr too) or 'constant'."""
-    final_lr: float = 1e-5
-    """Learning rate reached at max_epochs by the linear schedule."""
-    betas: tuple[float, float] = (0.7, 0.95)
-    """Adam betas of actor and critic optimisers (the world model uses Adam's defaults)."""
     critic_iterations: int = 8
     """Passes over the imagined latents when fitting the critics."""
-    critic_batches: int = 4
-    """Minibatches per pass."""
-    ret_rms: bool = True
-    """Divide the actor loss by the running std of the per-state loss instead of by H."""
-    actor_grad_clip: float = 1.0
-    """Max global norm of the actor gradient."""
-    critic_grad_clip: float = 100.0
-    """Max global norm of the critic gradient."""
+    mode: str = "online"
+    """online (real env in lockstep, world model fine-tuned) or offline (frozen model, dataset starts)."""
+    batch_size: int | None = None
+    """Offline start states per iteration (None: the env's num_envs); online always uses the env batch."""
     detach: bool = True
     """Feed the actor stop-gradient latents (the reference's setting in every released config)."""
     bootstrap_exponent: str = "H+1"
@@ -111,33 +82,16 @@ class PWMConfig:
     """Online without a pretrained model: steps of the first model training (None: env.max_episode_steps)."""
     replay_capacity: int = 1_000_000
     """Replay rows (online); a dataset seeds it with a random subset of whole episodes that fits."""
-    max_nonfinite_windows: int = 10
-    """Raise NonFiniteGradientError after this many consecutive iterations with a nan/inf actor gradient."""
 
     def __post_init__(self) -> None:
-        choices = {
-            "mode": MODES,
-            "activation": tuple(ACTIVATIONS),
-            "lr_schedule": LR_SCHEDULES,
-            "bootstrap_exponent": BOOTSTRAP_EXPONENTS,
-        }
-        for name, valid in choices.items():
+        super().__post_init__()
+        for name, valid in (("mode", MODES), ("bootstrap_exponent", BOOTSTRAP_EXPONENTS)):
             if getattr(self, name) not in valid:
                 raise ValueError(f"{name} must be one of {', '.join(valid)}, got {getattr(self, name)!r}")
-        positive = ("horizon", "max_epochs", "num_critics", "critic_iterations", "critic_batches")
-        for name in (*positive, "replay_capacity", "max_nonfinite_windows"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.replay_capacity < 1:
+            raise ValueError(f"replay_capacity must be >= 1, got {self.replay_capacity}")
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1 or null, got {self.batch_size}")
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> PWMConfig:
-        """Build from a (JSON) dict; lists become tuples, nested dicts configs; unknown keys raise."""
-        return config_from_dict(cls, values)
-
-    def to_dict(self) -> dict[str, Any]:
-        return config_to_dict(self)
 
 
 class Online:
@@ -267,7 +221,7 @@ class Offline:
         pass
 
 
-class PWM:
+class PWM(ActorCriticLearner):
     """PWM over any env following the warpbench env protocol (see ``envs/__init__.py``).
 
     ``world_model``: a pretrained model (:func:`algos.wm_training.load_world_model`); required offline;
@@ -285,45 +239,17 @@ class PWM:
         world_model: PretrainedWorldModel | None = None,
         dataset: EpisodeDataset | None = None,
     ) -> None:
-        self.env = env
-        self.config = config
-        self.device = torch.device(env.device)
-        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        self.env, self.config, self.device = env, config, torch.device(env.device)
         self.rng = np.random.default_rng(seed)
         self.data_sources: dict[str, int] = {}
         """Data source (resolved dataset path) -> env steps that generated it (counted once per source)."""
-
+        # The world model first: a fresh one draws its initialisation before the actor and critics.
         self.wm_trainer = self._world_model_trainer(world_model, seed)
         self.world_model: WorldModel = self.wm_trainer.world_model
         self.wm_trained = world_model is not None
         """False until a model that was not pretrained has had its first (bootstrap) training."""
-
-        latent = self.world_model.config.latent_dim
-        self.actor = StochasticActor(
-            latent, env.act_dim, config.actor_hidden, config.activation, config.logstd_init, config.logstd_min
-        ).to(self.device)
-        self.critic = CriticEnsemble(latent, config.critic_hidden, config.activation, config.num_critics)
-        self.critic.to(self.device)
-        self.actor_optimizer = torch.optim.Adam(
-            self.actor.parameters(), lr=config.actor_lr, betas=config.betas
-        )
-        self.critic_optimizer = torch.optim.Adam(
-            self.critic.parameters(), lr=config.critic_lr, betas=config.betas
-        )
-        self.actor_step = ActorStep(
-            self.actor, self.actor_optimizer, config.actor_grad_clip, config.max_nonfinite_windows
-        )
-        self.critic_update = CriticUpdate(
-            self.critic,
-            self.critic_optimizer,
-            config.critic_iterations,
-            config.critic_batches,
-            config.critic_grad_clip,
-        )
-        self.ret_rms = RunningMeanStd((), device=env.device) if config.ret_rms else None
-        self.recorder: EpisodeRecorder | None = None
-        self.episodes = EpisodeTracker(env.num_envs, self.device)
-        self.iteration = 0
+        super().__init__(env, config, seed, self.world_model.config.latent_dim)
+        self.config: PWMConfig = config
         if dataset is not None:
             if (dataset.info["obs_dim"], dataset.info["act_dim"]) != (env.obs_dim, env.act_dim):
                 raise ValueError(f"dataset {dataset.path} does not match the env's obs/act dims")
@@ -347,10 +273,6 @@ class PWM:
     # -- protocol -----------------------------------------------------------------------------------
 
     @property
-    def max_iterations(self) -> int:
-        return self.config.max_epochs
-
-    @property
     def env_steps_per_iteration(self) -> int:
         """Real env steps one iteration consumes (0 offline)."""
         return self.mode.env_steps_per_iteration()
@@ -367,18 +289,7 @@ class PWM:
 
     def train_iteration(self) -> dict[str, float]:
         """One PWM iteration: imagined window, actor step, critic fit, (online) model fine-tuning."""
-        cfg = self.config
-        lrs = apply_schedule(
-            {
-                "actor_lr": (self.actor_optimizer, cfg.actor_lr),
-                "critic_lr": (self.critic_optimizer, cfg.critic_lr),
-                "model_lr": (self.wm_trainer.optimizer, cfg.model_training.lr),
-            },
-            self.iteration,
-            cfg.max_epochs,
-            cfg.lr_schedule,
-            cfg.final_lr,
-        )
+        lrs = self.learning_rates(model_lr=(self.wm_trainer.optimizer, self.config.model_training.lr))
         learn = self.mode.can_learn()
         with torch.set_grad_enabled(learn):
             window = self.imagine(self.mode.start_states())
@@ -410,11 +321,8 @@ class PWM:
         rewards = torch.empty(horizon, batch, device=self.device)
         next_values = torch.empty(horizon, batch, device=self.device)
         dones = torch.zeros(horizon, batch, dtype=torch.bool, device=self.device)
-        window_return = torch.zeros(batch, device=self.device)
-        discount = torch.ones(batch, device=self.device)
-        per_env_loss = torch.zeros(batch, device=self.device)
+        loss = WindowLoss(batch, cfg.gamma, self.device)
         final_discount = cfg.gamma if cfg.bootstrap_exponent == "H+1" else 1.0
-        loss_terms = batch
         terminations = truncations = 0
         real_steps = False
 
@@ -424,8 +332,7 @@ class PWM:
             action_raw = self.actor.sample(z.detach() if cfg.detach else z, self.generator)
             action = torch.tanh(action_raw)
             z, reward = model.step(z, action)
-            window_return = window_return + discount * reward
-            discount = discount * cfg.gamma
+            loss.add(reward)
             real = self.mode.env_step(obs, action, action_raw)
             done = terminated = None
             if real is not None:
@@ -439,13 +346,8 @@ class PWM:
             if terminated is not None:
                 value = torch.where(terminated, 0.0, value)
             if closing:
-                ends = torch.ones_like(discount, dtype=torch.bool) if last else done
-                bootstrap = (final_discount if last else 1.0) * discount * value
-                per_env_loss = per_env_loss - torch.where(ends, window_return + bootstrap, 0.0)
-                window_return = torch.where(ends, 0.0, window_return)
-                discount = torch.where(ends, 1.0, discount)
-                if not last:
-                    loss_terms += int(done.sum())
+                ends = torch.ones(batch, dtype=torch.bool, device=self.device) if last else done
+                loss.close(ends, value, final_discount if last else 1.0, last)
             if done is not None:
                 dones[h] = done
                 if bool(done.any()):
@@ -459,13 +361,13 @@ class PWM:
         stats = {
             "model_reward_mean": float(rewards.mean()),
             "value_mean": float(next_values.mean()),
-            "window_length_mean": horizon * batch / loss_terms,
+            "window_length_mean": horizon * batch / loss.terms,
         }
         if real_steps:
             stats.update(early_terminations=float(terminations), truncations=float(truncations))
         return {
-            "actor_loss": normalized_actor_loss(per_env_loss, horizon, self.ret_rms),
-            "per_env_loss": per_env_loss,
+            "actor_loss": normalized_actor_loss(loss.per_env, horizon, self.ret_rms),
+            "per_env_loss": loss.per_env,
             "latents": latents,
             "targets": td_lambda_targets(rewards, next_values, dones, cfg.gamma, cfg.lam),
             "stats": stats,
@@ -475,48 +377,22 @@ class PWM:
 
     def nonfinite_totals(self) -> dict[str, int]:
         """Counts over the run: skipped actor steps, critic and world-model steps with zeroed gradients."""
-        return {
-            "nonfinite_actor_windows": self.actor_step.nonfinite_windows,
-            "nonfinite_critic_steps": self.critic_update.nonfinite_steps,
-            "nonfinite_wm_steps": self.wm_trainer.nonfinite_grad_steps,
-        }
+        return {**super().nonfinite_totals(), "nonfinite_wm_steps": self.wm_trainer.nonfinite_grad_steps}
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue bit-exactly: networks, optimisers, normalisers, RNGs, replay, env."""
         return {
-            "config": self.config.to_dict(),
-            "actor": self.actor.state_dict(),
-            "critic": self.critic.state_dict(),
+            **super().state_dict(),
             "world_model": self.wm_trainer.state_dict(),
-            "actor_optimizer": self.actor_optimizer.state_dict(),
-            "critic_optimizer": self.critic_optimizer.state_dict(),
-            "ret_rms": self.ret_rms.state_dict() if self.ret_rms is not None else None,
-            "generator": self.generator.get_state(),
             "rng": self.rng.bit_generator.state,
-            "iteration": self.iteration,
             "wm_trained": self.wm_trained,
-            "consecutive_nonfinite": self.actor_step.consecutive_nonfinite,
-            "nonfinite_totals": self.nonfinite_totals(),
-            **self.episodes.state_dict(),
             **self.mode.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` output (tensors may be on the CPU; they are moved to the device)."""
-        self.actor.load_state_dict(state["actor"])
-        self.critic.load_state_dict(state["critic"])
+        super().load_state_dict(state)
         self.wm_trainer.load_state_dict(state["world_model"])
-        self.actor_optimizer.load_state_dict(state["actor_optimizer"])
-        self.critic_optimizer.load_state_dict(state["critic_optimizer"])
-        if self.ret_rms is not None:
-            self.ret_rms.load_state_dict(state["ret_rms"])
-        self.generator.set_state(state["generator"])
         self.rng.bit_generator.state = state["rng"]
-        self.iteration = state["iteration"]
         self.wm_trained = state["wm_trained"]
-        self.actor_step.consecutive_nonfinite = state["consecutive_nonfinite"]
-        totals = state["nonfinite_totals"]
-        self.actor_step.nonfinite_windows = totals["nonfinite_actor_windows"]
-        self.critic_update.nonfinite_steps = totals["nonfinite_critic_steps"]
-        self.episodes.load_state_dict(state)
         self.mode.load_state_dict(state)
