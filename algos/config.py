@@ -34,3 +34,15 @@ def config_from_dict(cls: type[T], values: dict[str, Any]) -> T:
 def config_to_dict(config: Any) -> dict[str, Any]:
     """The JSON-ready dict of a (possibly nested) config dataclass."""
     return dataclasses.asdict(config)
+
+
+class JsonConfig:
+    """Mixin for config dataclasses: ``from_dict`` / ``to_dict`` through JSON-ready dicts."""
+
+    @classmethod
+    def from_dict(cls: type[T], values: dict[str, Any]) -> T:
+        """Build from a (JSON) dict; lists become tuples, nested dicts configs; unknown keys raise."""
+        return config_from_dict(cls, values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return config_to_dict(self)

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from algos.config import config_from_dict, config_to_dict
+from algos.config import JsonConfig
 from algos.critic import CriticUpdate
 from algos.dataset import EpisodeRecorder
 from algos.networks import ACTIVATIONS, CriticEnsemble, StochasticActor, gradient_norm
@@ -24,7 +24,7 @@ RECENT_EPISODES = 100
 
 
 @dataclass(frozen=True)
-class ActorCriticConfig:
+class ActorCriticConfig(JsonConfig):
     """The settings every actor-critic learner here shares (SHAC's defaults; subclasses change some)."""
 
     horizon: int = 32
@@ -81,14 +81,6 @@ class ActorCriticConfig:
         for name in (*positive, "max_nonfinite_windows"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> Any:
-        """Build from a (JSON) dict; lists become tuples, nested dicts configs; unknown keys raise."""
-        return config_from_dict(cls, values)
-
-    def to_dict(self) -> dict[str, Any]:
-        return config_to_dict(self)
 
 
 class NonFiniteGradientError(FloatingPointError):

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from algos.config import JsonConfig
 from algos.dataset import EpisodeDataset, sample_subtrajectories
 from algos.networks import zero_nonfinite_gradients
 from algos.normalizers import RunningMeanStd
@@ -35,7 +36,7 @@ CHECKPOINT_VERSION = 1
 
 
 @dataclass(frozen=True)
-class WMTrainConfig:
+class WMTrainConfig(JsonConfig):
     horizon: int = 16
     """Sub-trajectory length H (H + 1 observations, H transitions)."""
     batch_size: int = 256

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from algos.config import config_from_dict, config_to_dict
+from algos.config import JsonConfig
 
 VARIANTS = ("simnorm", "mish", "relu")
 Task = torch.Tensor | int | None
@@ -37,7 +37,7 @@ SIZES: dict[str, dict[str, Any]] = {
 
 
 @dataclass(frozen=True)
-class WorldModelConfig:
+class WorldModelConfig(JsonConfig):
     encoder_hidden: tuple[int, ...] = (256,)
     """Hidden widths of the encoder E."""
     hidden: tuple[int, ...] = (512, 512)
@@ -74,14 +74,6 @@ class WorldModelConfig:
             raise ValueError(f"reward_bins must be 0 (scalar) or >= 2, got {self.reward_bins}")
         if not self.reward_vmin < self.reward_vmax:
             raise ValueError("reward_vmin must be below reward_vmax")
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> WorldModelConfig:
-        """Build from a (JSON) dict; lists become tuples; unknown keys raise ValueError."""
-        return config_from_dict(cls, values)
-
-    def to_dict(self) -> dict[str, Any]:
-        return config_to_dict(self)
 
 
 def world_model_config(size: str = "single", **changes: Any) -> WorldModelConfig:

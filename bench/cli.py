@@ -108,14 +108,15 @@ class Options:
 def main(
     options_cls: type[T],
     parser: argparse.ArgumentParser,
-    argv: Sequence[str],
+    argv: Sequence[str] | None,
     body: Callable[[T, list[str]], int],
 ) -> int:
-    """Parse ``argv`` into ``options_cls`` and run ``body(options, recorded argv)``.
+    """Parse ``argv`` (None: ``sys.argv[1:]``) into ``options_cls``; run ``body(options, recorded argv)``.
 
     A ConfigError is a usage error (one line, exit 2) and any other error one line naming it (exit 1);
     ``--debug`` or ``WARPBENCH_DEBUG=1`` keep the traceback instead.
     """
+    argv = sys.argv[1:] if argv is None else list(argv)
     options = parse(options_cls, parser, argv)
     debug = getattr(options, "debug", False) or os.environ.get("WARPBENCH_DEBUG", "") not in ("", "0")
     recorded = ["python", "-m", parser.prog.removeprefix("python -m "), *argv]

@@ -179,7 +179,6 @@ def _command(args: CollectOptions, argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
     return cli.main(CollectOptions, build_parser(envs.names()), argv, _command)
 
 

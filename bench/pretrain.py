@@ -22,7 +22,7 @@ import argparse
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ import torch
 from matplotlib.figure import Figure
 
 import envs
-from algos.config import config_from_dict
+from algos.config import JsonConfig
 from algos.dataset import INDEX, EpisodeDataset, load_dataset
 from algos.networks import parameter_count
 from algos.wm_training import (
@@ -57,7 +57,7 @@ PRESET_HELP = {
 
 
 @dataclass(frozen=True)
-class PretrainSettings:
+class PretrainSettings(JsonConfig):
     steps: int
     """Total gradient steps."""
     world_model: WorldModelConfig
@@ -72,13 +72,6 @@ class PretrainSettings:
     """Steps between checkpoints/latest.pt writes."""
     torch_threads: int | None = None
     """torch intra-op threads (None: torch's default)."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> PretrainSettings:
-        return config_from_dict(cls, values)
 
 
 def preset_settings(
@@ -442,7 +435,6 @@ def _command(args: PretrainOptions, argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
     return cli.main(PretrainOptions, build_parser(envs.names()), argv, _command)
 
 

@@ -131,7 +131,6 @@ def _command(args: RunOptions, argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
     return cli.main(RunOptions, build_parser(envs.names()), argv, _command)
 
 
