@@ -366,7 +366,12 @@ class _Session:
             raise
         finally:
             progress.close()
-        if result.status == "interrupted" and (result.signalled or at_boundary):
+        stopped_cleanly = result.signalled or at_boundary
+        if (
+            result.status == "interrupted"
+            and stopped_cleanly
+            and self.checkpoint_iteration != self.trainer.iteration
+        ):
             self.save_checkpoint()
         self.write_summary(result.status, result.error)
         if result.status == "interrupted":

@@ -44,6 +44,14 @@ def test_offline_policy_from_a_given_world_model_and_dataset(pipeline, tmp_path)
     argv += ["--out", str(tmp_path)]
     assert main([*argv, "--world-model", str(checkpoint), "--data", str(data)]) == 0
     (run,) = rundir.find_runs(tmp_path)
+    config = rundir.read_json(run / rundir.CONFIG)
+    assert config["inputs"] == {"world_model": str(checkpoint.resolve()), "data": str(data.resolve())}
+    architecture = rundir.read_json(stage_runs(pipeline, "pretrain")[0] / rundir.CONFIG)["settings"][
+        "world_model"
+    ]
+    assert (
+        config["settings"]["algo"]["world_model"] == architecture
+    )  # the checkpoint's architecture, recorded
     summary = rundir.read_summary(run)
     assert summary["status"] == "complete"
     assert summary["env_steps"]["training"] == 0 and summary["env_steps"]["data"] > 0

@@ -237,6 +237,7 @@ def test_fresh_model_collects_until_the_replay_can_sample() -> None:
     assert "actor_loss" not in history[2] and "wm_loss" not in history[2]
     assert (history[3]["wm_steps"], history[4]["wm_steps"]) == (5.0, 4.0)
     assert history[4]["replay_episodes"] == 8.0 and history[4]["train_return"] != 0
+    assert all("reward/forward" in m for m in history)  # the real env's reward terms, logged online too
 
 
 @pytest.mark.parametrize("mode", ["online", "offline"])
