@@ -28,7 +28,7 @@ import envs
 from algos.dataset import INDEX, DatasetWriter, EpisodeRecorder
 from bench import cli, rundir
 from bench.algorithms import build_trainer
-from bench.harness import load_inputs
+from bench.inputs import load_inputs
 from bench.presets import env_overrides
 from bench.settings import ConfigError, apply_overrides
 

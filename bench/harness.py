@@ -31,10 +31,10 @@ import numpy as np
 import torch
 
 import envs
-from algos.dataset import INDEX, DatasetWriter, EpisodeRecorder, load_dataset
-from algos.wm_training import load_world_model
+from algos.dataset import DatasetWriter, EpisodeRecorder
 from bench import lifecycle, rundir
 from bench.algorithms import ALGORITHMS, RunInputs, Trainer, build_trainer
+from bench.inputs import load_inputs
 from bench.lifecycle import RunResult
 from bench.presets import default_variant, env_overrides, resolve_settings, run_config
 from bench.settings import ConfigError, apply_overrides
@@ -380,26 +380,6 @@ class _Session:
         return RunResult(self.run_dir, result.status, result.exit_code)
 
 
-def load_inputs(paths: dict[str, str]) -> RunInputs:
-    """The objects a run starts from, read from the paths recorded in ``config.json["inputs"]``."""
-    inputs = RunInputs()
-    if paths.get("world_model"):
-        path = Path(paths["world_model"])
-        try:
-            inputs.world_model = load_world_model(path)
-        except (OSError, ValueError, RuntimeError, EOFError) as error:
-            raise ConfigError(f"cannot read the world model {path}: {error}") from error
-    if paths.get("data"):
-        path = Path(paths["data"])
-        if not (path / INDEX).is_file():
-            raise ConfigError(f"no episode dataset at {path} (missing {INDEX})")
-        try:
-            inputs.dataset = load_dataset(path)
-        except (OSError, ValueError, KeyError) as error:
-            raise ConfigError(f"cannot read the dataset {path}: {error}") from error
-    return inputs
-
-
 def start_run(
     algo: str,
     env: str,
@@ -423,6 +403,7 @@ def start_run(
     pretrained model brings its architecture: ``settings.algo.world_model`` records it.
     ``on_iteration(iteration)`` is called at every iteration boundary (tests use it to interrupt).
     """
+    lifecycle.check_new_run(seed, out)
     variant = variant or default_variant(algo)
     settings = apply_overrides(resolve_settings(algo, env, preset, variant), overrides)
     paths = {

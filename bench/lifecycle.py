@@ -61,6 +61,19 @@ def command_of(config: dict[str, Any]) -> str:
     return COMMANDS["pretrain"] if config.get("algo") == rundir.PRETRAIN_ALGO else COMMANDS["run"]
 
 
+def check_new_run(seed: int, out: str | Path) -> None:
+    """ConfigError, before anything is built or written, for a seed outside [0, 2**32) or an ``out`` that
+    is a file or cannot be created."""
+    if not 0 <= seed < 2**32:
+        raise ConfigError(f"--seed must be in [0, 2**32), got {seed}")
+    path = Path(out).absolute()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"--out {out}: {existing} is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out}: cannot create directories in {existing} (permission denied)")
+
+
 def create_run(
     out: str | Path, config: dict[str, Any], kind: str, device: str, argv: list[str] | None
 ) -> Path:

@@ -33,7 +33,7 @@ from matplotlib.figure import Figure
 
 import envs
 from algos.config import JsonConfig
-from algos.dataset import INDEX, EpisodeDataset, load_dataset
+from algos.dataset import EpisodeDataset
 from algos.networks import parameter_count
 from algos.wm_training import (
     WMTrainConfig,
@@ -44,6 +44,7 @@ from algos.wm_training import (
 )
 from algos.world_model import SIZES, VARIANTS, WorldModel, WorldModelConfig, world_model_config
 from bench import cli, lifecycle, plotting, rundir
+from bench.inputs import read_dataset
 from bench.lifecycle import RunResult
 from bench.presets import PRESETS, PRETRAIN_DEFAULT_STEPS, PRETRAIN_PAPER_STEPS
 from bench.settings import ConfigError, jsonable
@@ -116,13 +117,7 @@ def preset_settings(
 
 
 def _read_dataset(data: str | Path, env: str, horizon: int) -> EpisodeDataset:
-    data = Path(data)
-    if not (data / INDEX).is_file():
-        raise ConfigError(f"no episode dataset at {data} (missing {INDEX})")
-    try:
-        dataset = load_dataset(data)
-    except (OSError, ValueError, KeyError, EOFError) as error:  # garbage index, truncated or missing chunk
-        raise ConfigError(f"cannot read the episode dataset at {data}: {error}") from error
+    dataset = read_dataset(data)
     if dataset.num_episodes == 0:
         raise ConfigError(f"the dataset at {data} holds no episodes")
     if dataset.info["env"] != env:
@@ -311,6 +306,7 @@ def start_pretrain(
 
     ``on_step(step)`` runs after every gradient step (tests use it to interrupt).
     """
+    lifecycle.check_new_run(seed, out)
     if env not in envs.names():
         raise ConfigError(f"unknown env {env!r}; valid: {', '.join(envs.names())}")
     settings = preset_settings(preset, env, steps, size, variant, reward_bins)

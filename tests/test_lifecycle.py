@@ -156,3 +156,37 @@ def test_resume_of_a_complete_run_does_nothing(tmp_path: Path) -> None:
     assert resume_run(result.run_dir).status == "complete"
     assert (result.run_dir / rundir.TRAIN).read_bytes() == before
     assert torch.load(rundir.checkpoint(result.run_dir, rundir.FINAL), weights_only=False)["iteration"] == 4
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [(["--seed", "-1"], "--seed must be in"), (["--seed", str(2**32)], "--seed must be in")],
+)
+def test_bad_seed_or_out_is_a_usage_error(extra: list[str], message: str, tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(["--algo", "shac", "--env", TOY, "--preset", "smoke", "--out", str(tmp_path), *extra])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    (tmp_path / "file").write_text("")
+    for out in (tmp_path / "file", tmp_path / "file" / "below"):
+        with pytest.raises(SystemExit) as exit_info:
+            run_main(["--algo", "shac", "--env", TOY, "--preset", "smoke", "--out", str(out)])
+        assert exit_info.value.code == 2 and "is a file" in capsys.readouterr().err
+
+
+def test_pretrain_on_a_damaged_dataset_is_one_line(tmp_path: Path, capsys) -> None:
+    data = tmp_path / "data"
+    assert (
+        collect.main(["--env", TOY, "--episodes", "4", "--random", "--num-envs", "2", "--out", str(data)])
+        == 0
+    )
+    chunk = next(data.glob("chunk_*.npz"))
+    chunk.write_bytes(chunk.read_bytes()[:200])  # truncated
+    argv = ["--env", TOY, "--data", str(data), "--preset", "smoke", "--out", str(tmp_path / "runs")]
+    with pytest.raises(SystemExit) as exit_info:
+        pretrain.main(argv)
+    assert exit_info.value.code == 2 and "cannot read the episode dataset" in capsys.readouterr().err
+    (data / "dataset.json").write_text("garbage")
+    with pytest.raises(SystemExit):
+        pretrain.main(argv)
+    assert "cannot read the episode dataset" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
