@@ -98,8 +98,9 @@ class RunConfig:
     """Deterministic evaluation episodes per evaluation point: one env each, run to its first episode end."""
     eval_interval: float = 0.02
     """Evaluate every this fraction of the env-step budget, plus at the start and at the end."""
-    torch_threads: int | None = None
-    """torch intra-op threads (None: torch's default). Bitwise CPU reproducibility needs the same value."""
+    torch_threads: int | None = 1
+    """torch intra-op threads, fixed in every preset: runs are bit-reproducible for the same thread count
+    and device (None: torch's default, all cores, which differs between machines)."""
 
     def __post_init__(self) -> None:
         if self.eval_episodes < 1:
@@ -150,11 +151,9 @@ def resolve_settings(algo: str, env: str, preset: str, variant: str | None = Non
     config, num_envs = _budget(algo, variant, *published_config(algo, variant, env), preset)
     env_settings: dict[str, Any] = {"num_envs": num_envs, **ENV_DEFAULTS}
     run = RunConfig()
-    if preset == "cpu":
-        run = RunConfig(torch_threads=1)
-    elif preset == "smoke":
+    if preset == "smoke":
         env_settings["episode_length"] = 32
-        run = RunConfig(eval_episodes=2, eval_interval=0.5, torch_threads=1)
+        run = RunConfig(eval_episodes=2, eval_interval=0.5)
     return jsonable({"env": env_settings, "algo": config.to_dict(), "run": asdict(run)})
 
 

@@ -71,8 +71,9 @@ class PretrainSettings(JsonConfig):
     """Steps per pretrain.csv row (means over the interval)."""
     checkpoint_every: int = 5_000
     """Steps between checkpoints/latest.pt writes."""
-    torch_threads: int | None = None
-    """torch intra-op threads (None: torch's default)."""
+    torch_threads: int | None = 1
+    """torch intra-op threads, fixed in every preset (bit-reproducible for the same count and device);
+    None: torch's default."""
 
 
 def preset_settings(
@@ -93,7 +94,6 @@ def preset_settings(
             train=WMTrainConfig(horizon=4, batch_size=16),
             log_every=1,
             checkpoint_every=5,
-            torch_threads=1,
         )
     elif preset == "cpu":
         settings = PretrainSettings(

@@ -14,7 +14,7 @@ import torch
 from algos.shac import SHAC
 from bench import cli, collect, pretrain, rundir
 from bench.harness import resume_run, start_run
-from bench.presets import published_config, resolve_settings
+from bench.presets import PRESETS, VARIANTS, published_config, resolve_settings
 from bench.run import RunOptions
 from bench.run import main as run_main
 from bench.settings import ConfigError, apply_overrides
@@ -190,3 +190,12 @@ def test_pretrain_on_a_damaged_dataset_is_one_line(tmp_path: Path, capsys) -> No
         pretrain.main(argv)
     assert "cannot read the episode dataset" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_every_preset_fixes_the_thread_count() -> None:
+    for algo, variants in VARIANTS.items():
+        for variant in variants:
+            for preset in PRESETS:
+                threads = resolve_settings(algo, "ant", preset, variant)["run"]["torch_threads"]
+                assert threads == 1, (algo, variant, preset)
+    assert all(pretrain.preset_settings(preset, "ant").torch_threads == 1 for preset in PRESETS)
