@@ -14,7 +14,9 @@ Robustness: a checkpoint (trainer, eval env, global RNGs, dataset writer) is wri
 point and is exactly an iteration boundary, so resuming reproduces an uninterrupted run bit for bit on CPU.
 SIGINT/SIGTERM stop at the next iteration boundary, checkpoint, and exit 130/143 (a second Ctrl-C aborts
 at once, keeping the last checkpoint). A trainer's FloatingPointError (persistent nan/inf gradients) ends the
-run with status "failed", keeping the last good checkpoint.
+run with status "failed", keeping the last good checkpoint. These lifecycle pieces are shared with
+``bench.pretrain`` (``bench.lifecycle``); settings come from ``bench.presets``, trainers from the registry
+``bench.algorithms``, their input files through ``bench.inputs``.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ A run's settings are one nested dict with three sections (``config.json["setting
 
 Settings are resolved as: the algorithm variant's published settings for the env (the tables below; the
 algorithms themselves know no env names), then the budget preset, then ``--set`` overrides in order
-(``bench.settings``).
+(``bench.settings``). The presets of world-model pretraining (:class:`PretrainSettings`) are here too.
 """
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from algos.config import JsonConfig
 from algos.pwm import PWMConfig
 from algos.shac import SHACConfig
 from algos.wm_training import WMTrainConfig
-from algos.world_model import world_model_config
+from algos.world_model import WorldModelConfig, world_model_config
 from bench.algorithms import check_algo
 from bench.settings import ConfigError, jsonable
 
@@ -155,6 +156,74 @@ def resolve_settings(algo: str, env: str, preset: str, variant: str | None = Non
         env_settings["episode_length"] = 32
         run = RunConfig(eval_episodes=2, eval_interval=0.5)
     return jsonable({"env": env_settings, "algo": config.to_dict(), "run": asdict(run)})
+
+
+# -- world-model pretraining (bench.pretrain) ----------------------------------------------------------
+
+PRETRAIN_PRESET_HELP = {
+    "smoke": "seconds: tiny model, horizon 4, batch 16, 20 steps",
+    "cpu": "the paper model, 2,000 steps (about 1.5 s per step on one CPU core: under an hour)",
+    "paper": "the paper model and README steps: Ant 100k, Humanoid 200k, SNU 200k (others 50k)",
+}
+
+
+@dataclass(frozen=True)
+class PretrainSettings(JsonConfig):
+    steps: int
+    """Total gradient steps."""
+    world_model: WorldModelConfig
+    """Architecture."""
+    train: WMTrainConfig
+    """Loss and optimiser settings."""
+    max_rows: int | None = 1_000_000
+    """Rows (T + 1 per episode) of the random episode subset trained on (PWM's buffer); None: all."""
+    log_every: int = 100
+    """Steps per pretrain.csv row (means over the interval)."""
+    checkpoint_every: int = 5_000
+    """Steps between checkpoints/latest.pt writes."""
+    torch_threads: int | None = 1
+    """torch intra-op threads, fixed in every preset (bit-reproducible for the same count and device);
+    None: torch's default."""
+
+
+def pretrain_settings(
+    preset: str,
+    env: str,
+    steps: int | None = None,
+    size: str | None = None,
+    variant: str | None = None,
+    reward_bins: int | None = None,
+) -> PretrainSettings:
+    """``bench.pretrain``'s settings of ``preset`` for ``env``, with the CLI's optional changes."""
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
+    if preset == "smoke":
+        settings = PretrainSettings(
+            steps=20,
+            world_model=world_model_config("tiny"),
+            train=WMTrainConfig(horizon=4, batch_size=16),
+            log_every=1,
+            checkpoint_every=5,
+        )
+    elif preset == "cpu":
+        settings = PretrainSettings(
+            2_000, world_model_config(), WMTrainConfig(), log_every=20, checkpoint_every=200
+        )
+    else:
+        settings = PretrainSettings(
+            PRETRAIN_PAPER_STEPS.get(env, PRETRAIN_DEFAULT_STEPS), world_model_config(), WMTrainConfig()
+        )
+    model = settings.world_model
+    try:
+        if size is not None:
+            model = world_model_config(size, variant=model.variant)
+        changes = {"variant": variant, "reward_bins": reward_bins}
+        model = replace(model, **{k: v for k, v in changes.items() if v is not None})
+    except ValueError as error:
+        raise ConfigError(str(error)) from error
+    if steps is not None and steps < 1:
+        raise ConfigError(f"--steps must be >= 1, got {steps}")
+    return replace(settings, world_model=model, steps=steps or settings.steps)
 
 
 def run_config(settings: dict[str, Any]) -> RunConfig:

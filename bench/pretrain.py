@@ -22,7 +22,7 @@ import argparse
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,88 +32,22 @@ import torch
 from matplotlib.figure import Figure
 
 import envs
-from algos.config import JsonConfig
 from algos.dataset import EpisodeDataset
 from algos.networks import parameter_count
 from algos.wm_training import (
-    WMTrainConfig,
     WorldModelTrainer,
     pretrain,
     select_episodes,
     world_model_checkpoint,
 )
-from algos.world_model import SIZES, VARIANTS, WorldModel, WorldModelConfig, world_model_config
+from algos.world_model import SIZES, VARIANTS, WorldModel
 from bench import cli, lifecycle, plotting, rundir
 from bench.inputs import read_dataset
 from bench.lifecycle import RunResult
-from bench.presets import PRESETS, PRETRAIN_DEFAULT_STEPS, PRETRAIN_PAPER_STEPS
+from bench.presets import PRESETS, PRETRAIN_PRESET_HELP, PretrainSettings, pretrain_settings
 from bench.settings import ConfigError, jsonable
 
 COMMAND = lifecycle.COMMANDS["pretrain"]
-PRESET_HELP = {
-    "smoke": "seconds: tiny model, horizon 4, batch 16, 20 steps",
-    "cpu": "the paper model, 2,000 steps (about 1.5 s per step on one CPU core: under an hour)",
-    "paper": "the paper model and README steps: Ant 100k, Humanoid 200k, SNU 200k (others 50k)",
-}
-
-
-@dataclass(frozen=True)
-class PretrainSettings(JsonConfig):
-    steps: int
-    """Total gradient steps."""
-    world_model: WorldModelConfig
-    """Architecture."""
-    train: WMTrainConfig
-    """Loss and optimiser settings."""
-    max_rows: int | None = 1_000_000
-    """Rows (T + 1 per episode) of the random episode subset trained on (PWM's buffer); None: all."""
-    log_every: int = 100
-    """Steps per pretrain.csv row (means over the interval)."""
-    checkpoint_every: int = 5_000
-    """Steps between checkpoints/latest.pt writes."""
-    torch_threads: int | None = 1
-    """torch intra-op threads, fixed in every preset (bit-reproducible for the same count and device);
-    None: torch's default."""
-
-
-def preset_settings(
-    preset: str,
-    env: str,
-    steps: int | None = None,
-    size: str | None = None,
-    variant: str | None = None,
-    reward_bins: int | None = None,
-) -> PretrainSettings:
-    """The preset's settings for ``env``, with the CLI's optional changes."""
-    if preset not in PRESETS:
-        raise ConfigError(f"unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
-    if preset == "smoke":
-        settings = PretrainSettings(
-            steps=20,
-            world_model=world_model_config("tiny"),
-            train=WMTrainConfig(horizon=4, batch_size=16),
-            log_every=1,
-            checkpoint_every=5,
-        )
-    elif preset == "cpu":
-        settings = PretrainSettings(
-            2_000, world_model_config(), WMTrainConfig(), log_every=20, checkpoint_every=200
-        )
-    else:
-        settings = PretrainSettings(
-            PRETRAIN_PAPER_STEPS.get(env, PRETRAIN_DEFAULT_STEPS), world_model_config(), WMTrainConfig()
-        )
-    model = settings.world_model
-    try:
-        if size is not None:
-            model = world_model_config(size, variant=model.variant)
-        changes = {"variant": variant, "reward_bins": reward_bins}
-        model = replace(model, **{k: v for k, v in changes.items() if v is not None})
-    except ValueError as error:
-        raise ConfigError(str(error)) from error
-    if steps is not None and steps < 1:
-        raise ConfigError(f"--steps must be >= 1, got {steps}")
-    return replace(settings, world_model=model, steps=steps or settings.steps)
 
 
 def _read_dataset(data: str | Path, env: str, horizon: int) -> EpisodeDataset:
@@ -309,7 +243,7 @@ def start_pretrain(
     lifecycle.check_new_run(seed, out)
     if env not in envs.names():
         raise ConfigError(f"unknown env {env!r}; valid: {', '.join(envs.names())}")
-    settings = preset_settings(preset, env, steps, size, variant, reward_bins)
+    settings = pretrain_settings(preset, env, steps, size, variant, reward_bins)
     config: dict[str, Any] = {
         "algo": rundir.PRETRAIN_ALGO,
         "env": env,
@@ -389,7 +323,7 @@ class PretrainOptions(cli.Options):
 
 
 def build_parser(env_names: list[str]) -> argparse.ArgumentParser:
-    presets = "\n".join(f"  {name:6s} {PRESET_HELP[name]}" for name in PRESETS)
+    presets = "\n".join(f"  {name:6s} {PRETRAIN_PRESET_HELP[name]}" for name in PRESETS)
     choices = {"env": env_names, "preset": PRESETS, "size": list(SIZES), "variant": VARIANTS}
     return cli.build_parser(
         PretrainOptions,

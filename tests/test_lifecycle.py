@@ -14,7 +14,7 @@ import torch
 from algos.shac import SHAC
 from bench import cli, collect, pretrain, rundir
 from bench.harness import resume_run, start_run
-from bench.presets import PRESETS, VARIANTS, published_config, resolve_settings
+from bench.presets import PRESETS, VARIANTS, pretrain_settings, published_config, resolve_settings
 from bench.run import RunOptions
 from bench.run import main as run_main
 from bench.settings import ConfigError, apply_overrides
@@ -198,4 +198,4 @@ def test_every_preset_fixes_the_thread_count() -> None:
             for preset in PRESETS:
                 threads = resolve_settings(algo, "ant", preset, variant)["run"]["torch_threads"]
                 assert threads == 1, (algo, variant, preset)
-    assert all(pretrain.preset_settings(preset, "ant").torch_threads == 1 for preset in PRESETS)
+    assert all(pretrain_settings(preset, "ant").torch_threads == 1 for preset in PRESETS)
