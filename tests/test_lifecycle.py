@@ -61,6 +61,10 @@ def test_resume_validates_every_input_before_rewriting_any(tmp_path: Path, capsy
         run_main(["--resume", str(run_dir)])
     assert exit_info.value.code == 2 and "eval.csv" in capsys.readouterr().err
     assert (run_dir / rundir.TRAIN).read_bytes() == train  # untouched
+    (run_dir / rundir.SUMMARY).write_text("")
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(["--resume", str(run_dir)])
+    assert exit_info.value.code == 2 and "summary.json is unreadable" in capsys.readouterr().err
     (run_dir / rundir.CONFIG).write_text("{not json")
     with pytest.raises(SystemExit) as exit_info:
         run_main(["--resume", str(run_dir)])
