@@ -86,3 +86,53 @@ def polyak_update(target: torch.nn.Module, source: torch.nn.Module, alpha: float
     """theta' <- alpha * theta' + (1 - alpha) * theta."""
     for target_param, param in zip(target.parameters(), source.parameters(), strict=True):
         target_param.mul_(alpha).add_(param, alpha=1.0 - alpha)
+
+
+class CriticUpdate:
+    """Fit a critic ensemble to one window's TD(lambda) targets, leaving out (and counting) non-finite
+    samples; ``nonfinite_steps`` totals the minibatch steps whose gradients had nan/inf entries."""
+
+    def __init__(
+        self,
+        critic: CriticEnsemble,
+        optimizer: torch.optim.Optimizer,
+        iterations: int,
+        num_batches: int,
+        grad_clip: float,
+    ) -> None:
+        self.critic = critic
+        self.optimizer = optimizer
+        self.iterations = iterations
+        self.num_batches = num_batches
+        self.grad_clip = grad_clip
+        self.nonfinite_steps = 0
+
+    def __call__(
+        self, inputs: torch.Tensor, targets: torch.Tensor, generator: torch.Generator
+    ) -> dict[str, float]:
+        """``inputs`` [H, N, d] (critic inputs of the window's states) and ``targets`` [H, N]."""
+        inputs = inputs.reshape(-1, inputs.shape[-1])
+        targets = targets.reshape(-1)
+        finite = torch.isfinite(targets) & torch.isfinite(inputs).all(dim=1)
+        metrics = {
+            "critic_nonfinite_targets": float((~finite).sum()),
+            "value_target_mean": float(targets.mean()),
+        }
+        if bool(finite.any()):
+            stats = fit_critic(
+                self.critic,
+                self.optimizer,
+                inputs[finite],
+                targets[finite],
+                self.iterations,
+                self.num_batches,
+                self.grad_clip,
+                generator,
+            )
+            self.nonfinite_steps += stats.nonfinite_grad_steps
+            metrics.update(
+                critic_loss=stats.loss,
+                critic_grad_norm=stats.grad_norm,
+                nonfinite_critic_grad_steps=float(stats.nonfinite_grad_steps),
+            )
+        return metrics

@@ -215,6 +215,8 @@ class EpisodeDataset:
     episode_truncated: np.ndarray
     info: dict[str, Any] = field(default_factory=dict)
     """The parsed ``dataset.json``."""
+    path: str | None = None
+    """The resolved directory it was loaded from (None: built in memory); identifies the data source."""
 
     @property
     def num_episodes(self) -> int:
@@ -252,7 +254,7 @@ def load_dataset(directory: str | Path) -> EpisodeDataset:
     arrays = {name: np.concatenate(values) for name, values in parts.items()}
     rows = arrays["episode_length"] + 1
     start = np.concatenate([[0], np.cumsum(rows)[:-1]]).astype(np.int64)
-    return EpisodeDataset(episode_start=start, info=info, **arrays)
+    return EpisodeDataset(episode_start=start, info=info, path=str(directory.resolve()), **arrays)
 
 
 def sample_subtrajectories(

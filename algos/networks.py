@@ -95,16 +95,6 @@ def parameter_count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def linear_decay_lr(initial_lr: float, epoch: int, max_epochs: int, final_lr: float = 1e-5) -> float:
-    """lr(e) = lr0 + (final - lr0) * e / max_epochs (algorithms §1)."""
-    return initial_lr + (final_lr - initial_lr) * epoch / max(max_epochs, 1)
-
-
-def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-
-
 def gradient_norm(parameters: Iterable[nn.Parameter]) -> float:
     """Global L2 norm of the gradients (inf or nan if any entry is)."""
     grads = [p.grad.detach().flatten() for p in parameters if p.grad is not None]

@@ -9,11 +9,12 @@ Adam (default betas), non-finite gradient entries zeroed and counted, grad-norm 
 
 Pretraining fits ``rew_rms`` on every reward of the dataset once, then takes gradient steps on uniformly
 sampled sub-trajectories. The checkpoint format written by ``bench.pretrain`` and read by ``algos.pwm`` is
-:func:`world_model_checkpoint` / :func:`load_world_model_checkpoint`.
+:func:`world_model_checkpoint` / :func:`load_world_model` (a :class:`PretrainedWorldModel`).
 """
 
 from __future__ import annotations
 
+import copy
 import io
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from algos.config import JsonConfig
 from algos.dataset import EpisodeDataset, sample_subtrajectories
 from algos.networks import zero_nonfinite_gradients
 from algos.normalizers import RunningMeanStd
@@ -34,7 +36,7 @@ CHECKPOINT_VERSION = 1
 
 
 @dataclass(frozen=True)
-class WMTrainConfig:
+class WMTrainConfig(JsonConfig):
     horizon: int = 16
     """Sub-trajectory length H (H + 1 observations, H transitions)."""
     batch_size: int = 256
@@ -234,6 +236,7 @@ def select_episodes(
         episode_terminated=dataset.episode_terminated[keep],
         episode_truncated=dataset.episode_truncated[keep],
         info=dataset.info,
+        path=dataset.path,
     )
 
 
@@ -248,11 +251,55 @@ def world_model_checkpoint(trainer: WorldModelTrainer, data: dict[str, Any]) -> 
     }
 
 
+@dataclass
+class PretrainedWorldModel:
+    """A pretrained world model in memory (a ``bench.pretrain`` checkpoint): what PWM starts from."""
+
+    trainer_state: dict[str, Any]
+    """:meth:`WorldModelTrainer.state_dict`: model, optimiser, ``rew_rms``, sampling RNG, step count."""
+    data: dict[str, Any]
+    """The dataset it was trained on: ``path`` and ``dataset_transitions`` (and the subset used)."""
+
+    @classmethod
+    def from_trainer(
+        cls, trainer: WorldModelTrainer, data: dict[str, Any] | None = None
+    ) -> PretrainedWorldModel:
+        return cls(trainer.state_dict(), dict(data or {}))
+
+    @property
+    def config(self) -> WorldModelConfig:
+        return WorldModelConfig.from_dict(self.trainer_state["world_model_config"])
+
+    @property
+    def obs_dim(self) -> int:
+        return int(self.trainer_state["obs_dim"])
+
+    @property
+    def act_dim(self) -> int:
+        return int(self.trainer_state["act_dim"])
+
+    def trainer(
+        self, config: WMTrainConfig | None = None, device: str | torch.device = "cpu"
+    ) -> WorldModelTrainer:
+        """A trainer continuing from this state (``config`` replaces the stored training settings); the
+        state is copied, so one pretrained model can start several trainers."""
+        return WorldModelTrainer.from_state_dict(copy.deepcopy(self.trainer_state), device, config)
+
+
+def load_world_model(path: str | Path) -> PretrainedWorldModel:
+    """Read a :func:`world_model_checkpoint` file (ValueError if it is not one)."""
+    state = torch.load(io.BytesIO(Path(path).read_bytes()), map_location="cpu", weights_only=False)
+    if not isinstance(state, dict) or (state.get("format"), state.get("version")) != (
+        CHECKPOINT_FORMAT,
+        CHECKPOINT_VERSION,
+    ):
+        raise ValueError(f"{path} is not a {CHECKPOINT_FORMAT} v{CHECKPOINT_VERSION} checkpoint")
+    return PretrainedWorldModel(state["trainer"], state["data"])
+
+
 def load_world_model_checkpoint(
     path: str | Path, device: str | torch.device = "cpu", config: WMTrainConfig | None = None
 ) -> tuple[WorldModelTrainer, dict[str, Any]]:
     """(trainer with its world model, data info) from a :func:`world_model_checkpoint` file."""
-    state = torch.load(io.BytesIO(Path(path).read_bytes()), map_location="cpu", weights_only=False)
-    if state.get("format") != CHECKPOINT_FORMAT or state.get("version") != CHECKPOINT_VERSION:
-        raise ValueError(f"{path} is not a {CHECKPOINT_FORMAT} v{CHECKPOINT_VERSION} checkpoint")
-    return WorldModelTrainer.from_state_dict(state["trainer"], device, config), state["data"]
+    pretrained = load_world_model(path)
+    return pretrained.trainer(config, device), pretrained.data

@@ -11,11 +11,13 @@ SimNorm) and ``relu`` (plain Linear -> ReLU MLPs without LayerNorm, linear laten
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 from torch import nn
+
+from algos.config import JsonConfig
 
 VARIANTS = ("simnorm", "mish", "relu")
 Task = torch.Tensor | int | None
@@ -35,7 +37,7 @@ SIZES: dict[str, dict[str, Any]] = {
 
 
 @dataclass(frozen=True)
-class WorldModelConfig:
+class WorldModelConfig(JsonConfig):
     encoder_hidden: tuple[int, ...] = (256,)
     """Hidden widths of the encoder E."""
     hidden: tuple[int, ...] = (512, 512)
@@ -72,18 +74,6 @@ class WorldModelConfig:
             raise ValueError(f"reward_bins must be 0 (scalar) or >= 2, got {self.reward_bins}")
         if not self.reward_vmin < self.reward_vmax:
             raise ValueError("reward_vmin must be below reward_vmax")
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> WorldModelConfig:
-        """Build from a (JSON) dict; lists become tuples; unknown keys raise ValueError."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown world-model setting(s) {unknown}; valid: {', '.join(sorted(known))}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def world_model_config(size: str = "single", **changes: Any) -> WorldModelConfig:

@@ -17,6 +17,7 @@ import argparse
 import io
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +26,12 @@ from tqdm import tqdm
 
 import envs
 from algos.dataset import INDEX, DatasetWriter, EpisodeRecorder
-from bench import rundir
-from bench.presets import ALGORITHMS, ConfigError, env_overrides, parse_value
+from bench import cli, rundir
+from bench.algorithms import build_trainer
+from bench.inputs import load_inputs
+from bench.presets import env_overrides
+from bench.settings import ConfigError, apply_overrides
 
-COLLECT_INFO = "collect.json"
 CHUNK_EPISODES = 64
 Policy = Callable[[torch.Tensor], torch.Tensor]
 
@@ -47,22 +50,21 @@ def checkpoint_policy(path: str | Path, deterministic: bool, device: str) -> tup
     """(the trainer's ``act``, the run's config.json) for a ``bench.run`` run directory or checkpoint file."""
     path = Path(path)
     if path.is_dir():
-        checkpoints = path / rundir.CHECKPOINTS
-        path = checkpoints / "final.pt" if (checkpoints / "final.pt").exists() else checkpoints / "latest.pt"
+        final = rundir.checkpoint(path, rundir.FINAL)
+        path = final if final.exists() else rundir.checkpoint(path)
     if not path.is_file():
         raise ConfigError(f"no policy checkpoint at {path}")
     run_dir = path.parent.parent
     if not (run_dir / rundir.CONFIG).exists():
         raise ConfigError(f"{path} is not inside a bench.run run directory (no {run_dir / rundir.CONFIG})")
     config = rundir.read_json(run_dir / rundir.CONFIG)
-    if config["algo"] not in ALGORITHMS:
-        raise ConfigError(f"unknown algo {config['algo']!r} in {run_dir}; valid: {', '.join(ALGORITHMS)}")
     settings = config["settings"]
     # The trainer's state includes its training env's state, so build it on an env of the recorded shape.
     train_env = envs.make(
         config["env"], num_envs=settings["env"]["num_envs"], device=device, **env_overrides(settings)
     )
-    trainer = ALGORITHMS[config["algo"]].build(train_env, settings["algo"], config["seed"])
+    inputs = load_inputs(config.get("inputs", {}))
+    trainer = build_trainer(config["algo"], train_env, settings["algo"], config["seed"], inputs)
     state = torch.load(io.BytesIO(path.read_bytes()), map_location="cpu", weights_only=False)
     trainer.load_state_dict(state["trainer"])
     return (lambda obs: trainer.act(obs, deterministic=deterministic)), config
@@ -94,63 +96,61 @@ def collect(env: Any, policy: Policy, episodes: int, writer: DatasetWriter, prog
     return steps
 
 
+@dataclass
+class CollectOptions(cli.Options):
+    env: str = field(default="", metadata={"required": True})
+    """Registered env name."""
+    episodes: int = field(default=0, metadata={"required": True})
+    """Episodes to record (K >= 1)."""
+    policy: str | None = field(default=None, metadata={"metavar": "CHECKPOINT"})
+    """A bench.run run directory or checkpoint file (this or --random)."""
+    random: bool = False
+    """Uniform random actions in [-1, 1] (this or --policy)."""
+    out: str = field(default="", metadata={"metavar": "DATA_DIR", "required": True})
+    """New dataset directory."""
+    num_envs: int = 16
+    """Parallel envs."""
+    seed: int = 0
+    """Env and random-policy seed."""
+    device: str = "cpu"
+    """torch/warp device."""
+    deterministic: bool = False
+    """Act with tanh(mu) (with --policy)."""
+    overrides: list[str] = field(default_factory=list, metadata={"flag": "--set", "metavar": "KEY=VALUE"})
+    """Env override passed to envs.make, repeatable: env.NAME=VALUE (or NAME=VALUE), VALUE parsed as JSON,
+    else a string (the grammar of bench.run --set); e.g. --set env.early_termination=false."""
+
+
 def build_parser(env_names: list[str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    return cli.build_parser(
+        CollectOptions,
+        {"env": env_names},
         prog="python -m bench.collect",
         description="Record episodes of a random or saved policy into an episode dataset directory.",
         epilog="example: python -m bench.collect --env ant --episodes 64 --random --out data/ant_random\n"
-        "exit codes: 0 done, 2 invalid arguments",
+        "exit codes: 0 done, 1 failed, 2 invalid arguments",
     )
-    parser.add_argument("--env", required=True, choices=env_names, help="registered env name")
-    parser.add_argument("--episodes", required=True, type=int, help="episodes to record (K >= 1)")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--policy", metavar="CHECKPOINT", help="bench.run run directory or checkpoint file")
-    source.add_argument("--random", action="store_true", help="uniform random actions in [-1, 1]")
-    parser.add_argument("--out", required=True, metavar="DATA_DIR", help="new dataset directory")
-    parser.add_argument("--num-envs", type=int, default=16, help="parallel envs (16)")
-    parser.add_argument("--seed", type=int, default=0, help="env and random-policy seed (0)")
-    parser.add_argument("--device", default="cpu", help="torch/warp device (cpu)")
-    parser.add_argument("--deterministic", action="store_true", help="act with tanh(mu) (with --policy)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="env override passed to envs.make, repeatable, VALUE parsed as JSON; "
-        "e.g. --set early_termination=false",
-    )
-    return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser(envs.names())
-    args = parser.parse_args(argv)
+def _command(args: CollectOptions, argv: list[str]) -> int:
+    if (args.policy is None) == (not args.random):
+        raise ConfigError("give exactly one of --policy CHECKPOINT and --random")
     out = Path(args.out)
+    if args.episodes < 1 or args.num_envs < 1:
+        raise ConfigError("--episodes and --num-envs must be >= 1")
+    if (out / INDEX).exists():
+        raise ConfigError(f"{out} already holds a dataset; choose a new --out")
+    overrides = apply_overrides({"env": {}}, args.overrides)["env"]
     try:
-        if args.episodes < 1 or args.num_envs < 1:
-            raise ConfigError("--episodes and --num-envs must be >= 1")
-        if (out / INDEX).exists():
-            raise ConfigError(f"{out} already holds a dataset; choose a new --out")
-        overrides = {}
-        for item in args.overrides:
-            name, sep, text = item.partition("=")
-            if not sep or not name:
-                raise ConfigError(f"--set expects NAME=VALUE, got {item!r}")
-            overrides[name] = parse_value(text)
-        try:
-            env = envs.make(args.env, num_envs=args.num_envs, device=args.device, seed=args.seed, **overrides)
-        except (ValueError, TypeError) as error:
-            raise ConfigError(f"cannot make env {args.env!r}: {error}") from error
-        if args.random:
-            policy = random_policy(env.act_dim, args.seed, args.device)
-        else:
-            policy, run_config = checkpoint_policy(args.policy, args.deterministic, args.device)
-            if run_config["env"] != args.env:
-                raise ConfigError(f"the policy was trained on {run_config['env']!r}, not {args.env!r}")
-    except ConfigError as error:
-        parser.error(str(error))
+        env = envs.make(args.env, num_envs=args.num_envs, device=args.device, seed=args.seed, **overrides)
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"cannot make env {args.env!r}: {error}") from error
+    if args.random:
+        policy = random_policy(env.act_dim, args.seed, args.device)
+    else:
+        policy, run_config = checkpoint_policy(args.policy, args.deterministic, args.device)
+        if run_config["env"] != args.env:
+            raise ConfigError(f"the policy was trained on {run_config['env']!r}, not {args.env!r}")
     info = {
         "source": "bench.collect",
         "policy": "random" if args.random else str(Path(args.policy).resolve()),
@@ -158,13 +158,13 @@ def main(argv: list[str] | None = None) -> int:
         "seed": args.seed,
         "num_envs": args.num_envs,
         "env_overrides": overrides,
-        "argv": ["python", "-m", "bench.collect", *argv],
+        "argv": argv,
     }
     writer = DatasetWriter(out, env=args.env, obs_dim=env.obs_dim, act_dim=env.act_dim, metadata=info)
     steps = collect(env, policy, args.episodes, writer, progress=sys.stdout.isatty())
     index = writer.index
     rundir.write_json(
-        out / COLLECT_INFO,
+        out / rundir.COLLECT_INFO,
         {
             **info,
             "episodes": index["num_episodes"],
@@ -176,6 +176,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{out}: {index['num_episodes']} episodes, {index['num_transitions']} transitions ({steps} env steps)"
     )
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.main(CollectOptions, build_parser(envs.names()), argv, _command)
 
 
 if __name__ == "__main__":

@@ -14,57 +14,38 @@ Robustness: a checkpoint (trainer, eval env, global RNGs, dataset writer) is wri
 point and is exactly an iteration boundary, so resuming reproduces an uninterrupted run bit for bit on CPU.
 SIGINT/SIGTERM stop at the next iteration boundary, checkpoint, and exit 130/143 (a second Ctrl-C aborts
 at once, keeping the last checkpoint). A trainer's FloatingPointError (persistent nan/inf gradients) ends the
-run with status "failed", keeping the last good checkpoint.
+run with status "failed", keeping the last good checkpoint. These lifecycle pieces are shared with
+``bench.pretrain`` (``bench.lifecycle``); settings come from ``bench.presets``, trainers from the registry
+``bench.algorithms``, their input files through ``bench.inputs``.
 """
 
 from __future__ import annotations
 
-import io
 import math
 import random
-import signal
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 import envs
 from algos.dataset import DatasetWriter, EpisodeRecorder
-from bench import rundir
-from bench.presets import (
-    ALGORITHMS,
-    ConfigError,
-    Trainer,
-    apply_overrides,
-    env_overrides,
-    resolve_settings,
-    run_config,
-)
-from bench.provenance import provenance
-from bench.signals import Stop, stop_requests
+from bench import lifecycle, rundir
+from bench.algorithms import ALGORITHMS, RunInputs, Trainer, build_trainer
+from bench.inputs import load_inputs
+from bench.lifecycle import RunResult
+from bench.presets import default_variant, env_overrides, resolve_settings, run_config
+from bench.settings import ConfigError, apply_overrides
 
-EXIT_FAILED = 1
+COMMAND = lifecycle.COMMANDS["run"]
 CHECKPOINT_VERSION = 1
-DATA_DIR = "data"
 ENV_STREAM, EVAL_STREAM, TRAINER_STREAM = 0, 1, 2
 STREAMS = {"train_env": ENV_STREAM, "eval_env": EVAL_STREAM, "trainer": TRAINER_STREAM}
 BEST_LABEL = "best-over-training: max over evaluation points of return_mean (optimistic, not the score)"
-
-
-@dataclass
-class RunResult:
-    run_dir: Path
-    status: str
-    """complete, interrupted or failed."""
-    exit_code: int
-    """0 complete, 130 SIGINT / KeyboardInterrupt, 143 SIGTERM, 1 failed."""
 
 
 def stream_seed(seed: int, stream: int) -> int:
@@ -133,7 +114,7 @@ def _make_env(config: dict[str, Any], num_envs: int, seed: int, device: str) -> 
 class _Session:
     """One process's share of a run: envs, trainer, counters and the files it appends to."""
 
-    def __init__(self, config: dict[str, Any], device: str) -> None:
+    def __init__(self, config: dict[str, Any], device: str, inputs: RunInputs) -> None:
         self.config = config
         self.device = device
         settings = config["settings"]
@@ -146,12 +127,9 @@ class _Session:
         torch.manual_seed(seed)
         self.env = _make_env(config, settings["env"]["num_envs"], stream_seed(seed, ENV_STREAM), device)
         self.eval_env = _make_env(config, self.run.eval_episodes, stream_seed(seed, EVAL_STREAM), device)
-        try:
-            self.trainer: Trainer = ALGORITHMS[config["algo"]].build(
-                self.env, settings["algo"], stream_seed(seed, TRAINER_STREAM)
-            )
-        except (ValueError, TypeError) as error:
-            raise ConfigError(f"invalid {config['algo']} settings: {error}") from error
+        self.trainer: Trainer = build_trainer(
+            config["algo"], self.env, settings["algo"], stream_seed(seed, TRAINER_STREAM), inputs
+        )
         self.recorder = EpisodeRecorder(self.env.num_envs) if config["save_data"] else None
         self.trainer.recorder = self.recorder
         self.writer: DatasetWriter | None = None
@@ -184,7 +162,7 @@ class _Session:
         self.run_dir = run_dir
         if self.recorder is not None:
             self.writer = DatasetWriter(
-                run_dir / DATA_DIR,
+                run_dir / rundir.DATA,
                 env=self.config["env"],
                 obs_dim=self.env.obs_dim,
                 act_dim=self.env.act_dim,
@@ -229,16 +207,14 @@ class _Session:
             },
         }
 
-    def save_checkpoint(self, names: tuple[str, ...] = ("latest.pt",)) -> None:
-        buffer = io.BytesIO()
-        torch.save(self.checkpoint_state(), buffer)
-        for name in names:
-            rundir.atomic_write_bytes(self.run_dir / rundir.CHECKPOINTS / name, buffer.getvalue())
+    def save_checkpoint(self, final: bool = False) -> None:
+        """``latest.pt`` (and ``final.pt``) with everything :meth:`restore` needs."""
+        lifecycle.save_checkpoint(self.run_dir, self.checkpoint_state(), final)
         self.checkpoint_iteration = self.trainer.iteration
 
     def restore(self, state: dict[str, Any]) -> None:
-        if state["version"] != CHECKPOINT_VERSION:
-            raise ConfigError(f"checkpoint version {state['version']} is not {CHECKPOINT_VERSION}")
+        if state.get("version") != CHECKPOINT_VERSION:
+            raise ConfigError(f"checkpoint version {state.get('version')} is not {CHECKPOINT_VERSION}")
         self.trainer.load_state_dict(state["trainer"])
         self.eval_env.load_state_dict(state["eval_env"])
         if self.recorder is not None:
@@ -361,29 +337,16 @@ class _Session:
     # -- the loop ---------------------------------------------------------------------------------------
 
     def train(self, on_iteration: Callable[[int], None] | None, fresh: bool) -> RunResult:
-        status, exit_code, error = "complete", 0, None
         at_boundary = not fresh
-        bar = tqdm(
-            total=self.trainer.max_iterations,
-            initial=self.trainer.iteration,
-            unit="it",
-            disable=not sys.stdout.isatty(),
-            leave=False,
-        )
-
-        def report(line: str) -> None:
-            (bar.write if not bar.disable else print)(line)
-            sys.stdout.flush()
-
+        progress = lifecycle.Progress(self.trainer.max_iterations, self.trainer.iteration, "it")
         try:
-            with stop_requests() as stop:
+            with lifecycle.outcome("iteration") as result:
                 if fresh:
-                    report(self.evaluate())
+                    progress.line(self.evaluate())
                     self.save_checkpoint()
                     at_boundary = True
                 while self.trainer.iteration < self.trainer.max_iterations:
-                    if "signum" in stop:
-                        raise Stop(stop["signum"])
+                    result.check()
                     at_boundary = False
                     start = time.perf_counter()
                     metrics = self.trainer.train_iteration()
@@ -394,35 +357,29 @@ class _Session:
                     self.log_iteration(metrics, seconds)
                     last = self.trainer.iteration == self.trainer.max_iterations
                     if last or self.trainer.iteration % self.eval_every == 0:
-                        report(self.evaluate())
-                        self.save_checkpoint(("latest.pt", "final.pt") if last else ("latest.pt",))
+                        progress.line(self.evaluate())
+                        self.save_checkpoint(final=last)
                     at_boundary = True
-                    bar.update(1)
+                    progress.bar.update(1)
                     if on_iteration is not None:
                         on_iteration(self.trainer.iteration)
-        except Stop as stop_signal:
-            self.save_checkpoint()
-            status, exit_code = "interrupted", 128 + stop_signal.signum
-        except KeyboardInterrupt:
-            if at_boundary:
-                self.save_checkpoint()
-            status, exit_code = "interrupted", 128 + signal.SIGINT
-        except FloatingPointError as failure:
-            status, exit_code, error = "failed", EXIT_FAILED, str(failure)
-            print(f"run failed: {failure}; last good checkpoint kept", file=sys.stderr, flush=True)
         except BaseException as failure:
             self.write_summary("failed", f"{type(failure).__name__}: {failure}")
             raise
         finally:
-            bar.close()
-        self.write_summary(status, error)
-        if status == "interrupted":
-            if self.checkpoint_iteration is None:
-                hint = "no checkpoint was written"
-            else:
-                hint = f"continue from iteration {self.checkpoint_iteration} with --resume {self.run_dir}"
-            print(f"interrupted at iteration {self.trainer.iteration}; {hint}")
-        return RunResult(self.run_dir, status, exit_code)
+            progress.close()
+        stopped_cleanly = result.signalled or at_boundary
+        if (
+            result.status == "interrupted"
+            and stopped_cleanly
+            and self.checkpoint_iteration != self.trainer.iteration
+        ):
+            self.save_checkpoint()
+        self.write_summary(result.status, result.error)
+        if result.status == "interrupted":
+            position = None if self.checkpoint_iteration is None else f"iteration {self.checkpoint_iteration}"
+            lifecycle.interrupted_hint(self.run_dir, COMMAND, position)
+        return RunResult(self.run_dir, result.status, result.exit_code)
 
 
 def start_run(
@@ -436,15 +393,31 @@ def start_run(
     device: str = "cpu",
     out: str | Path = "runs",
     save_data: bool = False,
+    world_model: str | Path | None = None,
+    data: str | Path | None = None,
     argv: list[str] | None = None,
     on_iteration: Callable[[int], None] | None = None,
 ) -> RunResult:
-    """Resolve settings, build everything (ConfigError before any file is written), then train.
+    """Resolve settings, load inputs, build everything (ConfigError before any file is written), train.
 
+    ``world_model`` (a ``bench.pretrain`` checkpoint) and ``data`` (an episode dataset) are PWM's inputs;
+    their paths are recorded in ``config.json["inputs"]`` and the objects passed to the algorithm. A
+    pretrained model brings its architecture: ``settings.algo.world_model`` records it.
     ``on_iteration(iteration)`` is called at every iteration boundary (tests use it to interrupt).
     """
-    variant = variant or (ALGORITHMS[algo].default_variant if algo in ALGORITHMS else None)
+    lifecycle.check_new_run(seed, out)
+    variant = variant or default_variant(algo)
     settings = apply_overrides(resolve_settings(algo, env, preset, variant), overrides)
+    paths = {
+        name: str(Path(path).resolve())
+        for name, path in (("world_model", world_model), ("data", data))
+        if path is not None
+    }
+    inputs = load_inputs(paths)
+    if inputs.world_model is not None:
+        if any(o.startswith("algo.world_model.") or o.startswith("algo.world_model=") for o in overrides):
+            raise ConfigError("algo.world_model comes from the --world-model checkpoint; it cannot be set")
+        settings["algo"]["world_model"] = inputs.world_model.config.to_dict()
     config: dict[str, Any] = {
         "algo": algo,
         "env": env,
@@ -454,21 +427,12 @@ def start_run(
         "device": device,
         "save_data": save_data,
         "settings": settings,
+        "inputs": paths,
         "seeds": {name: stream_seed(seed, s) for name, s in STREAMS.items()},
     }
-    session = _Session(config, device)
-    config.update(
-        budget_env_steps=session.budget_env_steps,
-        env_info=session.env_info(),
-        argv=list(sys.argv if argv is None else argv),
-        started_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        provenance=provenance(device),
-        resumes=[],
-    )
-    run_dir = rundir.new_run_dir(out, env, algo, seed)
-    rundir.write_json(run_dir / rundir.CONFIG, config)
-    print(f"run directory: {run_dir}")
-    session.open(run_dir)
+    session = _Session(config, device, inputs)
+    config.update(budget_env_steps=session.budget_env_steps, env_info=session.env_info())
+    session.open(lifecycle.create_run(out, config, algo, device, argv))
     return session.train(on_iteration, fresh=True)
 
 
@@ -479,36 +443,33 @@ def resume_run(
     argv: list[str] | None = None,
     on_iteration: Callable[[int], None] | None = None,
 ) -> RunResult:
-    """Continue ``run_dir`` from ``checkpoints/latest.pt``; rows logged after that checkpoint are dropped."""
+    """Continue ``run_dir`` from ``checkpoints/latest.pt``; rows logged after that checkpoint are dropped.
+
+    Every input (config, summary, checkpoint, CSVs, datasets) is read before any file is rewritten.
+    """
     run_dir = Path(run_dir)
-    if not (run_dir / rundir.CONFIG).exists():
-        raise ConfigError(f"{run_dir} is not a run directory (no {rundir.CONFIG})")
-    config = rundir.read_json(run_dir / rundir.CONFIG)
-    summary = rundir.read_summary(run_dir)
-    if summary is not None and summary["status"] == "complete":
+    config, summary = lifecycle.open_for_resume(run_dir, COMMAND)
+    if summary is not None and summary.get("status") == "complete":
         print(f"{run_dir} is already complete")
         return RunResult(run_dir, "complete", 0)
-    checkpoint_path = run_dir / rundir.CHECKPOINTS / "latest.pt"
-    if not checkpoint_path.exists():
-        raise ConfigError(f"{run_dir} has no checkpoint to resume from ({checkpoint_path})")
+    if config["algo"] not in ALGORITHMS:
+        raise ConfigError(f"unknown algo {config['algo']!r} in {run_dir}; valid: {', '.join(ALGORITHMS)}")
+    state = lifecycle.read_checkpoint(run_dir)
     device = device or config["device"]
-    session = _Session(config, device)
+    tables = [
+        rundir.read_rows(run_dir / name, column, limit)
+        for name, column, limit in (
+            (rundir.TRAIN, "step", state.get("iteration")),
+            (rundir.EVAL, "env_steps", state.get("env_steps")),
+            (rundir.EVAL_EPISODES, "env_steps", state.get("env_steps")),
+        )
+    ]
+    session = _Session(config, device, load_inputs(config.get("inputs", {})))
     session.open(run_dir)
-    state = torch.load(io.BytesIO(checkpoint_path.read_bytes()), map_location="cpu", weights_only=False)
     session.restore(state)
-    rundir.truncate_rows(run_dir / rundir.TRAIN, "step", state["iteration"])
-    rundir.truncate_rows(run_dir / rundir.EVAL, "env_steps", state["env_steps"])
-    rundir.truncate_rows(run_dir / rundir.EVAL_EPISODES, "env_steps", state["env_steps"])
+    for table in tables:
+        table.write()
     (run_dir / rundir.SUMMARY).unlink(missing_ok=True)
-    config["resumes"].append(
-        {
-            "argv": list(sys.argv if argv is None else argv),
-            "from_iteration": state["iteration"],
-            "device": device,
-            "utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "provenance": provenance(device),
-        }
-    )
-    rundir.write_json(run_dir / rundir.CONFIG, config)
+    lifecycle.record_resume(run_dir, config, device, argv, from_iteration=state["iteration"])
     print(f"resuming {run_dir} at iteration {state['iteration']}")
     return session.train(on_iteration, fresh=False)

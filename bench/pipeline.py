@@ -18,7 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench import rundir
-from bench.harness import RunResult, resume_run, start_run
+from bench.harness import resume_run, start_run
+from bench.lifecycle import RunResult
 from bench.pretrain import resume_pretrain, start_pretrain
 
 
@@ -79,7 +80,7 @@ def run_pipeline(
         )
         if result.exit_code != 0:
             return result
-        data = (result.run_dir / "data").resolve()
+        data = (result.run_dir / rundir.DATA).resolve()
     else:
         print(f"[pipeline 1/3] data: using {data}")
     pretrained = _stage(
@@ -92,9 +93,7 @@ def run_pipeline(
         lambda run: resume_pretrain(run, device=device, argv=argv),
     )
     if pretrained.exit_code != 0:
-        return RunResult(pretrained.run_dir, pretrained.status, pretrained.exit_code)
-    checkpoint = (pretrained.run_dir / rundir.CHECKPOINTS / "final.pt").resolve()
-    policy_overrides = [f"algo.world_model_checkpoint={checkpoint}", f"algo.dataset={Path(data)}", *overrides]
+        return pretrained
     return _stage(
         "learning the policy through the world model",
         3,
@@ -105,9 +104,11 @@ def run_pipeline(
             seed=seed,
             preset=preset,
             variant=mode,
-            overrides=policy_overrides,
+            overrides=overrides,
             device=device,
             out=where,
+            world_model=rundir.checkpoint(pretrained.run_dir, rundir.FINAL),
+            data=data,
             argv=argv,
         ),
         lambda run: resume_run(run, device=device, argv=argv),

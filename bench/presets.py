@@ -1,4 +1,4 @@
-"""Resolved run settings: the algorithm registry, budget presets and ``--set key=value`` overrides.
+"""Published settings and budget presets: what a run's settings are before ``--set``.
 
 A run's settings are one nested dict with three sections (``config.json["settings"]``):
 
@@ -7,23 +7,23 @@ A run's settings are one nested dict with three sections (``config.json["setting
 - ``algo``: the algorithm's config dataclass as a dict (e.g. :class:`algos.shac.SHACConfig`).
 - ``run``: :class:`RunConfig` (evaluation protocol).
 
-Settings are resolved as: the algorithm variant's published defaults for the env, then the budget preset,
-then ``--set`` overrides in order.
+Settings are resolved as: the algorithm variant's published settings for the env (the tables below; the
+algorithms themselves know no env names), then the budget preset, then ``--set`` overrides in order
+(``bench.settings``). The presets of world-model pretraining (:class:`PretrainSettings`) are here too.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Protocol
+from typing import Any
 
-import torch
-
-from algos.dataset import EpisodeRecorder
-from algos.pwm import DEFAULT_MODE, MODES, PWM, PWMConfig
-from algos.pwm import published_config as pwm_published_config
-from algos.shac import DEFAULT_VARIANT, SHAC, VARIANTS, SHACConfig, published_config
+from algos.config import JsonConfig
+from algos.pwm import PWMConfig
+from algos.shac import SHACConfig
+from algos.wm_training import WMTrainConfig
+from algos.world_model import WorldModelConfig, world_model_config
+from bench.algorithms import check_algo
+from bench.settings import ConfigError, jsonable
 
 PRESETS = ("smoke", "cpu", "paper")
 PRESET_HELP = {
@@ -34,11 +34,63 @@ PRESET_HELP = {
 }
 CPU_NUM_ENVS = 64
 CPU_ITERATIONS = 1000
+GENERIC_NUM_ENVS = 64
 ENV_DEFAULTS = {"early_termination": None, "stochastic_init": None, "episode_length": None}
 
+# -- published settings (algorithms §2, §2.1, §3.7, §3.8; envs §11.1: NVlabs/DiffRL cfg/shac/*.yaml) ------
 
-class ConfigError(ValueError):
-    """Invalid run settings (unknown key, bad value, unknown variant); the CLI exits with code 2."""
+_SLOW_TARGET = {"target_critic_alpha": 0.995}
+VARIANTS: dict[str, dict[str, Any]] = {
+    "shac": {
+        # FoRL/PWM's SHAC (Mish, 3-critic minimum, return normalisation): the default for PWM comparisons.
+        "pwm": SHACConfig(),
+        # The original SHAC (DiffRL): ELU, one critic with a Polyak target.
+        "diffrl": SHACConfig(
+            activation="elu",
+            actor_hidden=(128, 64, 32),
+            critic_hidden=(64, 64),
+            num_critics=1,
+            target_critic_alpha=0.2,
+            critic_lr=2e-3,
+            ret_rms=False,
+            critic_grad_clip=1.0,
+        ),
+    },
+    # The released single-task driver (online) and the frozen-model mode (offline).
+    "pwm": {"online": PWMConfig(mode="online"), "offline": PWMConfig(mode="offline")},
+}
+DEFAULT_VARIANTS = {"shac": "pwm", "pwm": "online"}
+PER_ENV: dict[tuple[str, str], dict[str, tuple[dict[str, Any], int]]] = {
+    ("shac", "pwm"): {
+        "ant": ({"max_epochs": 2000}, 128),
+        "humanoid": ({"max_epochs": 3000}, 64),
+        "snu_humanoid": ({"max_epochs": 5000}, 64),
+    },
+    ("shac", "diffrl"): {
+        "ant": ({}, 64),
+        "humanoid": (
+            {"actor_hidden": (256, 128), "critic_hidden": (128, 128), "critic_lr": 5e-4, **_SLOW_TARGET},
+            64,
+        ),
+        "snu_humanoid": (
+            {"actor_hidden": (512, 256), "critic_hidden": (256, 256), "critic_lr": 5e-4, **_SLOW_TARGET},
+            64,
+        ),
+    },
+    ("pwm", "online"): {"ant": ({}, 128)},
+    ("pwm", "offline"): {"ant": ({}, 128)},
+}
+"""Per (algo, variant) and env: (settings that differ from the variant's, number of training envs).
+Envs without an entry get the variant's settings and 64 envs."""
+
+PRETRAIN_PAPER_STEPS = {"ant": 100_000, "humanoid": 200_000, "snu_humanoid": 200_000}
+"""World-model pretraining steps per env (the PWM README); other envs get PRETRAIN_DEFAULT_STEPS."""
+PRETRAIN_DEFAULT_STEPS = 50_000
+
+# One CPU core: a paper-size world-model step (batch 256 x 17) takes ~1.5 s, a PWM iteration without model
+# steps ~1.6 s; online adds 8 model steps per iteration (~13 s in all), so its CPU budget is small.
+PWM_CPU_EPOCHS = {"online": 250, "offline": 500}
+SMOKE_NETWORKS = {"actor_hidden": (32, 32), "critic_hidden": (32, 32), "critic_iterations": 2}
 
 
 @dataclass(frozen=True)
@@ -47,8 +99,9 @@ class RunConfig:
     """Deterministic evaluation episodes per evaluation point: one env each, run to its first episode end."""
     eval_interval: float = 0.02
     """Evaluate every this fraction of the env-step budget, plus at the start and at the end."""
-    torch_threads: int | None = None
-    """torch intra-op threads (None: torch's default). Bitwise CPU reproducibility needs the same value."""
+    torch_threads: int | None = 1
+    """torch intra-op threads, fixed in every preset: runs are bit-reproducible for the same thread count
+    and device (None: torch's default, all cores, which differs between machines)."""
 
     def __post_init__(self) -> None:
         if self.eval_episodes < 1:
@@ -59,151 +112,118 @@ class RunConfig:
             raise ConfigError(f"run.torch_threads must be >= 1 or null, got {self.torch_threads}")
 
 
-class Trainer(Protocol):
-    """What the harness needs from an algorithm (``algos.shac.SHAC`` is one)."""
-
-    iteration: int
-    max_iterations: int
-    env_steps_per_iteration: int
-    recorder: EpisodeRecorder | None
-    """Set by the harness (``--save-data``): receives every training transition."""
-
-    def train_iteration(self) -> dict[str, float]: ...
-
-    def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor: ...
-
-    def nonfinite_totals(self) -> dict[str, int]: ...
-
-    def state_dict(self) -> dict[str, Any]: ...
-
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+def default_variant(algo: str) -> str:
+    check_algo(algo)
+    return DEFAULT_VARIANTS[algo]
 
 
-@dataclass(frozen=True)
-class Algorithm:
-    """A registry entry: variants, defaults per (variant, env, preset), and construction."""
-
-    variants: tuple[str, ...]
-    default_variant: str
-    defaults: Callable[[str, str, str], tuple[dict[str, Any], int]]
-    """(variant, env, preset) -> (algo settings, number of training envs)."""
-    build: Callable[[Any, dict[str, Any], int], Trainer]
-    """(training env, algo settings, seed) -> trainer; raises ValueError for invalid settings."""
+def published_config(algo: str, variant: str, env: str) -> tuple[Any, int]:
+    """The published config of ``algo``'s ``variant`` for ``env`` and its number of training envs."""
+    check_algo(algo)
+    if variant not in VARIANTS[algo]:
+        raise ConfigError(f"unknown variant {variant!r} for {algo}; valid: {', '.join(VARIANTS[algo])}")
+    changes, num_envs = PER_ENV[(algo, variant)].get(env, ({}, GENERIC_NUM_ENVS))
+    return replace(VARIANTS[algo][variant], **changes), num_envs
 
 
-def _shac_defaults(variant: str, env: str, preset: str) -> tuple[dict[str, Any], int]:
-    config, num_envs = published_config(variant, env)
+def _budget(algo: str, variant: str, config: Any, num_envs: int, preset: str) -> tuple[Any, int]:
+    """The budget preset applied to a published config."""
     if preset == "cpu":
-        config, num_envs = replace(config, max_epochs=CPU_ITERATIONS), CPU_NUM_ENVS
-    elif preset == "smoke":
-        small = {"actor_hidden": (32, 32), "critic_hidden": (32, 32), "critic_iterations": 2}
-        config, num_envs = replace(config, horizon=8, max_epochs=4, **small), 4
-    return config.to_dict(), num_envs
-
-
-def _build_shac(env: Any, settings: dict[str, Any], seed: int) -> SHAC:
-    return SHAC(env, SHACConfig.from_dict(settings), seed)
-
-
-# One CPU core: a paper-size world-model step (batch 256 x 17) takes ~1.5 s, a PWM iteration without model
-# steps ~1.6 s; online adds 8 model steps per iteration (~13 s in all), so its CPU budget is small.
-PWM_CPU_EPOCHS = {"online": 250, "offline": 500}
-
-
-def _pwm_defaults(variant: str, env: str, preset: str) -> tuple[dict[str, Any], int]:
-    config, num_envs = pwm_published_config(variant, env)
-    if preset == "cpu":
-        config, num_envs = replace(config, max_epochs=PWM_CPU_EPOCHS[variant]), CPU_NUM_ENVS
-    elif preset == "smoke":
-        small = {"actor_hidden": (32, 32), "critic_hidden": (32, 32), "critic_iterations": 2}
-        # wm_size "tiny" matches bench.pretrain --preset smoke.
-        tiny_model = {"wm_size": "tiny", "wm_batch_size": 16, "wm_bootstrap_steps": 4}
-        config = replace(config, horizon=8, max_epochs=4, **tiny_model, **small)
-        num_envs = 4
-    return config.to_dict(), num_envs
-
-
-def _build_pwm(env: Any, settings: dict[str, Any], seed: int) -> PWM:
-    return PWM(env, PWMConfig.from_dict(settings), seed)
-
-
-ALGORITHMS: dict[str, Algorithm] = {
-    "shac": Algorithm(VARIANTS, DEFAULT_VARIANT, _shac_defaults, _build_shac),
-    "pwm": Algorithm(MODES, DEFAULT_MODE, _pwm_defaults, _build_pwm),
-}
+        epochs = CPU_ITERATIONS if algo == "shac" else PWM_CPU_EPOCHS[variant]
+        return replace(config, max_epochs=epochs), CPU_NUM_ENVS
+    if preset == "smoke":
+        config = replace(config, horizon=8, max_epochs=4, **SMOKE_NETWORKS)
+        if algo == "pwm":  # the tiny model of bench.pretrain --preset smoke
+            config = replace(
+                config,
+                world_model=world_model_config("tiny"),
+                model_training=WMTrainConfig(horizon=8, batch_size=16),
+                wm_bootstrap_steps=4,
+            )
+        return config, 4
+    return config, num_envs
 
 
 def resolve_settings(algo: str, env: str, preset: str, variant: str | None = None) -> dict[str, Any]:
     """Default settings of ``algo`` (``variant``, or its default) for ``env`` under ``preset``."""
-    if algo not in ALGORITHMS:
-        raise ConfigError(f"unknown algo {algo!r}; valid: {', '.join(ALGORITHMS)}")
+    variant = variant or default_variant(algo)
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
-    entry = ALGORITHMS[algo]
-    variant = variant or entry.default_variant
-    if variant not in entry.variants:
-        raise ConfigError(f"unknown variant {variant!r} for {algo}; valid: {', '.join(entry.variants)}")
-    algo_settings, num_envs = entry.defaults(variant, env, preset)
+    config, num_envs = _budget(algo, variant, *published_config(algo, variant, env), preset)
     env_settings: dict[str, Any] = {"num_envs": num_envs, **ENV_DEFAULTS}
     run = RunConfig()
-    if preset == "cpu":
-        run = RunConfig(torch_threads=1)
-    elif preset == "smoke":
+    if preset == "smoke":
         env_settings["episode_length"] = 32
-        run = RunConfig(eval_episodes=2, eval_interval=0.5, torch_threads=1)
-    return _jsonable({"env": env_settings, "algo": algo_settings, "run": asdict(run)})
+        run = RunConfig(eval_episodes=2, eval_interval=0.5)
+    return jsonable({"env": env_settings, "algo": config.to_dict(), "run": asdict(run)})
 
 
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value))
+# -- world-model pretraining (bench.pretrain) ----------------------------------------------------------
+
+PRETRAIN_PRESET_HELP = {
+    "smoke": "seconds: tiny model, horizon 4, batch 16, 20 steps",
+    "cpu": "the paper model, 2,000 steps (about 1.5 s per step on one CPU core: under an hour)",
+    "paper": "the paper model and README steps: Ant 100k, Humanoid 200k, SNU 200k (others 50k)",
+}
 
 
-def parse_value(text: str) -> Any:
-    """JSON if it parses (numbers, true/false/null, lists, quoted strings), else the raw string."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
+@dataclass(frozen=True)
+class PretrainSettings(JsonConfig):
+    steps: int
+    """Total gradient steps."""
+    world_model: WorldModelConfig
+    """Architecture."""
+    train: WMTrainConfig
+    """Loss and optimiser settings."""
+    max_rows: int | None = 1_000_000
+    """Rows (T + 1 per episode) of the random episode subset trained on (PWM's buffer); None: all."""
+    log_every: int = 100
+    """Steps per pretrain.csv row (means over the interval)."""
+    checkpoint_every: int = 5_000
+    """Steps between checkpoints/latest.pt writes."""
+    torch_threads: int | None = 1
+    """torch intra-op threads, fixed in every preset (bit-reproducible for the same count and device);
+    None: torch's default."""
 
 
-def _flat_keys(settings: dict[str, Any]) -> list[str]:
-    return sorted(f"{section}.{key}" for section, values in settings.items() for key in values)
-
-
-def _check_type(key: str, value: Any, default: Any) -> Any:
-    """``value`` converted to the JSON type of ``default`` (int -> float allowed; None default: anything)."""
-    if default is None or value is None:
-        return value
-    if isinstance(default, bool) or isinstance(value, bool):
-        ok = isinstance(default, bool) and isinstance(value, bool)
-    elif isinstance(default, float):
-        ok = isinstance(value, int | float)
-        value = float(value) if ok else value
+def pretrain_settings(
+    preset: str,
+    env: str,
+    steps: int | None = None,
+    size: str | None = None,
+    variant: str | None = None,
+    reward_bins: int | None = None,
+) -> PretrainSettings:
+    """``bench.pretrain``'s settings of ``preset`` for ``env``, with the CLI's optional changes."""
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
+    if preset == "smoke":
+        settings = PretrainSettings(
+            steps=20,
+            world_model=world_model_config("tiny"),
+            train=WMTrainConfig(horizon=4, batch_size=16),
+            log_every=1,
+            checkpoint_every=5,
+        )
+    elif preset == "cpu":
+        settings = PretrainSettings(
+            2_000, world_model_config(), WMTrainConfig(), log_every=20, checkpoint_every=200
+        )
     else:
-        ok = isinstance(value, type(default))
-    if not ok:
-        raise ConfigError(f"{key} expects a value like {json.dumps(default)}, got {json.dumps(value)}")
-    return value
-
-
-def apply_overrides(settings: dict[str, Any], assignments: Iterable[str]) -> dict[str, Any]:
-    """A copy of ``settings`` with ``section.key=value`` assignments applied in order.
-
-    Keys must exist in the settings, except under ``env`` (any env override may be named).
-    """
-    settings = _jsonable(settings)
-    for assignment in assignments:
-        key, sep, text = assignment.partition("=")
-        section, dot, name = key.partition(".")
-        if not sep or not dot or not name:
-            raise ConfigError(f"--set expects section.key=value, got {assignment!r}")
-        known = section in settings and name in settings[section]
-        if not known and section != "env":
-            valid = ", ".join(_flat_keys(settings))
-            raise ConfigError(f"unknown key {key!r}; valid keys: {valid}, env.<any env override>")
-        value = parse_value(text)
-        settings[section][name] = _check_type(key, value, settings[section][name]) if known else value
-    return settings
+        settings = PretrainSettings(
+            PRETRAIN_PAPER_STEPS.get(env, PRETRAIN_DEFAULT_STEPS), world_model_config(), WMTrainConfig()
+        )
+    model = settings.world_model
+    try:
+        if size is not None:
+            model = world_model_config(size, variant=model.variant)
+        changes = {"variant": variant, "reward_bins": reward_bins}
+        model = replace(model, **{k: v for k, v in changes.items() if v is not None})
+    except ValueError as error:
+        raise ConfigError(str(error)) from error
+    if steps is not None and steps < 1:
+        raise ConfigError(f"--steps must be >= 1, got {steps}")
+    return replace(settings, world_model=model, steps=steps or settings.steps)
 
 
 def run_config(settings: dict[str, Any]) -> RunConfig:

@@ -19,14 +19,10 @@ the bit on CPU, optionally with a larger ``--steps``.
 from __future__ import annotations
 
 import argparse
-import io
-import json
-import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
-from datetime import datetime, timezone
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,130 +30,28 @@ import numpy as np
 import pandas as pd
 import torch
 from matplotlib.figure import Figure
-from tqdm import tqdm
 
 import envs
-from algos.dataset import INDEX, EpisodeDataset, load_dataset
+from algos.dataset import EpisodeDataset
 from algos.networks import parameter_count
 from algos.wm_training import (
-    WMTrainConfig,
     WorldModelTrainer,
     pretrain,
     select_episodes,
     world_model_checkpoint,
 )
-from algos.world_model import SIZES, VARIANTS, WorldModel, WorldModelConfig, world_model_config
-from bench import plotting, rundir
-from bench.presets import ConfigError
-from bench.provenance import provenance
-from bench.signals import Stop, stop_requests
+from algos.world_model import SIZES, VARIANTS, WorldModel
+from bench import cli, lifecycle, plotting, rundir
+from bench.inputs import read_dataset
+from bench.lifecycle import RunResult
+from bench.presets import PRESETS, PRETRAIN_PRESET_HELP, PretrainSettings, pretrain_settings
+from bench.settings import ConfigError, jsonable
 
-ALGO_DIR = "pwm_pretrain"
-LOSS_CSV = "pretrain.csv"
-LOSS_COLUMNS = ("step", "wall_time_s", "metric", "value")
-LOSS_FIGURE = "loss_curve"
-PRESETS = ("smoke", "cpu", "paper")
-# README pretraining steps per env (algorithms §3.4); other envs get the config default.
-PAPER_STEPS = {
-    "hopper": 50_000,
-    "ant": 100_000,
-    "anymal": 100_000,
-    "humanoid": 200_000,
-    "snu_humanoid": 200_000,
-}
-DEFAULT_PAPER_STEPS = 50_000
-PRESET_HELP = {
-    "smoke": "seconds: tiny model, horizon 4, batch 16, 20 steps",
-    "cpu": "the paper model, 2,000 steps (about 1.5 s per step on one CPU core: under an hour)",
-    "paper": "the paper model and README steps: Ant 100k, Humanoid 200k, SNU 200k (others 50k)",
-}
-
-
-@dataclass(frozen=True)
-class PretrainSettings:
-    steps: int
-    """Total gradient steps."""
-    world_model: WorldModelConfig
-    """Architecture."""
-    train: WMTrainConfig
-    """Loss and optimiser settings."""
-    max_rows: int | None = 1_000_000
-    """Rows (T + 1 per episode) of the random episode subset trained on (PWM's buffer); None: all."""
-    log_every: int = 100
-    """Steps per pretrain.csv row (means over the interval)."""
-    checkpoint_every: int = 5_000
-    """Steps between checkpoints/latest.pt writes."""
-    torch_threads: int | None = None
-    """torch intra-op threads (None: torch's default)."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> PretrainSettings:
-        return cls(
-            **{
-                **values,
-                "world_model": WorldModelConfig.from_dict(values["world_model"]),
-                "train": WMTrainConfig(**values["train"]),
-            }
-        )
-
-
-def preset_settings(
-    preset: str,
-    env: str,
-    steps: int | None = None,
-    size: str | None = None,
-    variant: str | None = None,
-    reward_bins: int | None = None,
-) -> PretrainSettings:
-    """The preset's settings for ``env``, with the CLI's optional changes."""
-    if preset not in PRESETS:
-        raise ConfigError(f"unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
-    if preset == "smoke":
-        settings = PretrainSettings(
-            steps=20,
-            world_model=world_model_config("tiny"),
-            train=WMTrainConfig(horizon=4, batch_size=16),
-            log_every=1,
-            checkpoint_every=5,
-            torch_threads=1,
-        )
-    elif preset == "cpu":
-        settings = PretrainSettings(
-            2_000, world_model_config(), WMTrainConfig(), log_every=20, checkpoint_every=200
-        )
-    else:
-        settings = PretrainSettings(
-            PAPER_STEPS.get(env, DEFAULT_PAPER_STEPS), world_model_config(), WMTrainConfig()
-        )
-    model = settings.world_model
-    try:
-        if size is not None:
-            model = world_model_config(size, variant=model.variant)
-        changes = {"variant": variant, "reward_bins": reward_bins}
-        model = replace(model, **{k: v for k, v in changes.items() if v is not None})
-    except ValueError as error:
-        raise ConfigError(str(error)) from error
-    if steps is not None and steps < 1:
-        raise ConfigError(f"--steps must be >= 1, got {steps}")
-    return replace(settings, world_model=model, steps=steps or settings.steps)
-
-
-@dataclass
-class PretrainResult:
-    run_dir: Path
-    status: str
-    """complete or interrupted."""
-    exit_code: int
+COMMAND = lifecycle.COMMANDS["pretrain"]
 
 
 def _read_dataset(data: str | Path, env: str, horizon: int) -> EpisodeDataset:
-    data = Path(data)
-    if not (data / INDEX).is_file():
-        raise ConfigError(f"no episode dataset at {data} (missing {INDEX})")
-    dataset = load_dataset(data)
+    dataset = read_dataset(data)
     if dataset.num_episodes == 0:
         raise ConfigError(f"the dataset at {data} holds no episodes")
     if dataset.info["env"] != env:
@@ -209,7 +103,8 @@ class _Session:
     def wall_time_s(self) -> float:
         return self.wall_offset_s + time.perf_counter() - self.session_start
 
-    def save_checkpoint(self, trainer: WorldModelTrainer, names: tuple[str, ...] = ("latest.pt",)) -> None:
+    def save_checkpoint(self, trainer: WorldModelTrainer, final: bool = False) -> None:
+        """``algos.wm_training.world_model_checkpoint`` (what PWM loads) plus logging counters and RNG."""
         state = world_model_checkpoint(trainer, self.data_info())
         state["counters"] = {
             "pending": dict(self.pending),
@@ -218,10 +113,7 @@ class _Session:
             "last_row": self.last_row,
         }
         state["torch_rng"] = torch.get_rng_state()
-        buffer = io.BytesIO()
-        torch.save(state, buffer)
-        for name in names:
-            rundir.atomic_write_bytes(self.run_dir / rundir.CHECKPOINTS / name, buffer.getvalue())
+        lifecycle.save_checkpoint(self.run_dir, state, final)
 
     def restore(self, state: dict[str, Any]) -> None:
         counters = state["counters"]
@@ -241,34 +133,30 @@ class _Session:
                 {"step": step, "wall_time_s": wall, "metric": name, "value": value}
                 for name, value in self.last_row.items()
             ]
-            rundir.append_rows(self.run_dir / LOSS_CSV, LOSS_COLUMNS, rows)
+            rundir.append_rows(self.run_dir / rundir.PRETRAIN_CSV, rundir.PRETRAIN_COLUMNS, rows)
             self.pending, self.pending_steps = {}, 0
 
-    def train(self, on_step: Callable[[int], None] | None) -> PretrainResult:
+    def train(self, on_step: Callable[[int], None] | None) -> RunResult:
         settings = self.settings
         self.session_start = time.perf_counter()
         start = 0 if self.state is None else self.state["steps"]
-        bar = tqdm(
-            total=settings.steps, initial=start, unit="step", disable=not sys.stdout.isatty(), leave=False
-        )
+        progress = lifecycle.Progress(settings.steps, start, "step")
         trainer: WorldModelTrainer | None = None
 
         def callback(current: WorldModelTrainer, metrics: dict[str, float]) -> None:
             nonlocal trainer
             trainer = current
             self.log(current, metrics)
-            bar.update(1)
-            bar.set_postfix(loss=f"{metrics['wm_loss']:.4f}", refresh=False)
+            progress.bar.update(1)
+            progress.bar.set_postfix(loss=f"{metrics['wm_loss']:.4f}", refresh=False)
             if current.steps % settings.checkpoint_every == 0 and current.steps < settings.steps:
                 self.save_checkpoint(current)
             if on_step is not None:
                 on_step(current.steps)
-            if "signum" in stop:
-                raise Stop(stop["signum"])
+            result.check()
 
-        status, exit_code, checkpoint = "complete", 0, True
         try:
-            with stop_requests("step") as stop:
+            with lifecycle.outcome("step") as result:
                 trainer = pretrain(
                     self.world_model,
                     self.subset,
@@ -278,24 +166,19 @@ class _Session:
                     state=self.state,
                     callback=callback,
                 )
-        except Stop as stopped:
-            status, exit_code = "interrupted", 128 + stopped.signum
-        except KeyboardInterrupt:  # mid-step: keep the last periodic checkpoint
-            status, exit_code, checkpoint = "interrupted", 128 + signal.SIGINT, False
         finally:
-            bar.close()
+            progress.close()
         if trainer is None and self.state is not None:  # no step taken this session
             trainer = WorldModelTrainer(self.world_model, settings.train, self.config["seed"])
             trainer.load_state_dict(self.state)
-        if trainer is not None and checkpoint:
-            self.save_checkpoint(
-                trainer, ("latest.pt", "final.pt") if status == "complete" else ("latest.pt",)
-            )
-        self.write_summary(trainer, status)
+        # A second Ctrl-C (mid-step) keeps the last periodic checkpoint.
+        if trainer is not None and (result.status == "complete" or result.signalled):
+            self.save_checkpoint(trainer, final=result.status == "complete")
+        self.write_summary(trainer, result.status)
         plot_loss_curve(self.run_dir)
-        if status == "interrupted":
-            print(f"interrupted; continue from the last checkpoint with --resume {self.run_dir}")
-        return PretrainResult(self.run_dir, status, exit_code)
+        if result.status == "interrupted":
+            lifecycle.interrupted_hint(self.run_dir, COMMAND, "the last checkpoint")
+        return RunResult(self.run_dir, result.status, result.exit_code)
 
     def write_summary(self, trainer: WorldModelTrainer | None, status: str) -> None:
         summary = {
@@ -315,7 +198,7 @@ class _Session:
 
 def plot_loss_curve(run_dir: str | Path) -> Path | None:
     """Draw ``loss_curve.png`` from ``pretrain.csv`` (None if nothing is logged yet)."""
-    path = Path(run_dir) / LOSS_CSV
+    path = Path(run_dir) / rundir.PRETRAIN_CSV
     if not path.exists() or path.stat().st_size == 0:
         return None
     table = pd.read_csv(path)
@@ -334,7 +217,7 @@ def plot_loss_curve(run_dir: str | Path) -> Path | None:
         ax.set_ylabel("Loss (per step, / H)")
         ax.legend()
         plotting.decorate(ax)
-        (saved,) = plotting.save(fig, run_dir, LOSS_FIGURE, formats=("png",))
+        (saved,) = plotting.save(fig, run_dir, rundir.LOSS_FIGURE, formats=("png",))
     return saved
 
 
@@ -352,38 +235,29 @@ def start_pretrain(
     out: str | Path = "runs",
     argv: list[str] | None = None,
     on_step: Callable[[int], None] | None = None,
-) -> PretrainResult:
+) -> RunResult:
     """Validate everything (ConfigError before any file is written), create the run directory, train.
 
     ``on_step(step)`` runs after every gradient step (tests use it to interrupt).
     """
+    lifecycle.check_new_run(seed, out)
     if env not in envs.names():
         raise ConfigError(f"unknown env {env!r}; valid: {', '.join(envs.names())}")
-    settings = preset_settings(preset, env, steps, size, variant, reward_bins)
+    settings = pretrain_settings(preset, env, steps, size, variant, reward_bins)
     config: dict[str, Any] = {
-        "algo": ALGO_DIR,
+        "algo": rundir.PRETRAIN_ALGO,
         "env": env,
         "seed": seed,
         "preset": preset,
         "device": device,
         "data": {"path": str(Path(data).resolve())},
-        "settings": _jsonable(settings.to_dict()),
+        "settings": jsonable(settings.to_dict()),
     }
     dataset = _read_dataset(data, env, settings.train.horizon)
     config["data"]["dataset_transitions"] = dataset.num_transitions
     session = _Session(config, device, dataset)
-    config.update(
-        data=session.data_info(),
-        parameters=parameter_count(session.world_model),
-        argv=list(sys.argv if argv is None else argv),
-        started_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        provenance=provenance(device),
-        resumes=[],
-    )
-    run_dir = rundir.new_run_dir(out, env, ALGO_DIR, seed)
-    rundir.write_json(run_dir / rundir.CONFIG, config)
-    print(f"run directory: {run_dir}")
-    session.run_dir = run_dir
+    config.update(data=session.data_info(), parameters=parameter_count(session.world_model))
+    session.run_dir = lifecycle.create_run(out, config, rundir.PRETRAIN_ALGO, device, argv)
     return session.train(on_step)
 
 
@@ -394,118 +268,104 @@ def resume_pretrain(
     device: str | None = None,
     argv: list[str] | None = None,
     on_step: Callable[[int], None] | None = None,
-) -> PretrainResult:
-    """Continue ``run_dir`` from ``checkpoints/latest.pt`` (``steps``: a new, larger total)."""
+) -> RunResult:
+    """Continue ``run_dir`` from ``checkpoints/latest.pt`` (``steps``: a new, larger total).
+
+    Every input (config, summary, checkpoint, loss curve, dataset) is read before any file is rewritten.
+    """
     run_dir = Path(run_dir)
-    if not (run_dir / rundir.CONFIG).exists():
-        raise ConfigError(f"{run_dir} is not a pretraining run directory (no {rundir.CONFIG})")
-    config = rundir.read_json(run_dir / rundir.CONFIG)
-    if config.get("algo") != ALGO_DIR:
-        raise ConfigError(f"{run_dir} is not a bench.pretrain run directory")
-    checkpoint = run_dir / rundir.CHECKPOINTS / "latest.pt"
-    if not checkpoint.exists():
-        raise ConfigError(f"{run_dir} has no checkpoint to resume from ({checkpoint})")
-    state = torch.load(io.BytesIO(checkpoint.read_bytes()), map_location="cpu", weights_only=False)
+    config, summary = lifecycle.open_for_resume(run_dir, COMMAND)
+    state = lifecycle.read_checkpoint(run_dir)
+    done = state["trainer"]["steps"]
     if steps is not None:
-        if steps < state["trainer"]["steps"]:
-            raise ConfigError(f"--steps {steps} is below the {state['trainer']['steps']} steps already done")
+        if steps < done:
+            raise ConfigError(f"--steps {steps} is below the {done} steps already done")
         config["settings"]["steps"] = steps
-    summary = rundir.read_summary(run_dir)
-    if (
-        summary is not None
-        and summary["status"] == "complete"
-        and state["trainer"]["steps"] >= (config["settings"]["steps"])
-    ):
+    if summary is not None and summary.get("status") == "complete" and done >= config["settings"]["steps"]:
         print(f"{run_dir} is already complete")
-        return PretrainResult(run_dir, "complete", 0)
+        return RunResult(run_dir, "complete", 0)
     device = device or config["device"]
+    curve = rundir.read_rows(run_dir / rundir.PRETRAIN_CSV, "step", done)
     session = _Session(config, device)
     session.run_dir = run_dir
     session.restore(state)
-    rundir.truncate_rows(run_dir / LOSS_CSV, "step", state["trainer"]["steps"])
+    curve.write()
     (run_dir / rundir.SUMMARY).unlink(missing_ok=True)
-    config["resumes"].append(
-        {
-            "argv": list(sys.argv if argv is None else argv),
-            "from_step": state["trainer"]["steps"],
-            "steps": config["settings"]["steps"],
-            "device": device,
-            "utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "provenance": provenance(device),
-        }
-    )
-    rundir.write_json(run_dir / rundir.CONFIG, config)
-    print(f"resuming {run_dir} at step {state['trainer']['steps']}")
+    lifecycle.record_resume(run_dir, config, device, argv, from_step=done, steps=config["settings"]["steps"])
+    print(f"resuming {run_dir} at step {done}")
     return session.train(on_step)
 
 
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value))
+@dataclass
+class PretrainOptions(cli.Options):
+    env: str | None = None
+    """Env the data was recorded on (required unless --resume)."""
+    data: str | None = field(default=None, metadata={"metavar": "DATA_DIR"})
+    """Episode dataset directory (required unless --resume)."""
+    steps: int | None = None
+    """Total gradient steps (default: the preset's)."""
+    preset: str | None = None
+    """Settings preset (default: paper; see below)."""
+    size: str | None = None
+    """World-model size (default: the preset's)."""
+    variant: str | None = None
+    """World-model variant (default simnorm)."""
+    reward_bins: int | None = None
+    """0: scalar reward (default); >= 2: two-hot bins."""
+    seed: int | None = None
+    """Seed of initialisation, episode subset and sampling (default 0)."""
+    device: str | None = None
+    """torch device (default cpu; resume: as recorded)."""
+    out: str | None = None
+    """Root directory for new runs (default: runs)."""
+    resume: str | None = field(default=None, metadata={"metavar": "RUN_DIR"})
+    """Continue RUN_DIR (only --steps and --device may be given)."""
 
 
 def build_parser(env_names: list[str]) -> argparse.ArgumentParser:
-    presets = "\n".join(f"  {name:6s} {PRESET_HELP[name]}" for name in PRESETS)
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.pretrain",
+    presets = "\n".join(f"  {name:6s} {PRETRAIN_PRESET_HELP[name]}" for name in PRESETS)
+    choices = {"env": env_names, "preset": PRESETS, "size": list(SIZES), "variant": VARIANTS}
+    return cli.build_parser(
+        PretrainOptions,
+        choices,
+        prog=f"python -m {COMMAND}",
         description="Pretrain a PWM world model on an episode dataset (from bench.run --save-data or "
         "bench.collect); "
-        f"writes <out>/<env>/{ALGO_DIR}/seed<k>_<UTC time>/.",
+        f"writes <out>/<env>/{rundir.PRETRAIN_ALGO}/seed<k>_<UTC time>/.",
         epilog=f"presets:\n{presets}\n\nexamples:\n"
         "  python -m bench.pretrain --env ant --data runs/ant/shac/seed0_20250101T000000Z/data\n"
-        f"  python -m bench.pretrain --resume runs/ant/{ALGO_DIR}/seed0_20250101T000000Z --steps 200000\n\n"
-        "exit codes: 0 complete, 2 invalid arguments, 130 Ctrl-C, 143 SIGTERM (both checkpoint first)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        f"  python -m bench.pretrain --resume runs/ant/{rundir.PRETRAIN_ALGO}/seed0_20250101T000000Z "
+        "--steps 200000\n\n"
+        "exit codes: 0 complete, 1 failed, 2 invalid arguments, 130 Ctrl-C, 143 SIGTERM (both checkpoint "
+        "first)",
     )
-    parser.add_argument(
-        "--env", choices=env_names, help="env the data was recorded on (required unless --resume)"
-    )
-    parser.add_argument(
-        "--data", metavar="DATA_DIR", help="episode dataset directory (required unless --resume)"
-    )
-    parser.add_argument("--steps", type=int, help="total gradient steps (default: the preset's)")
-    parser.add_argument("--preset", choices=PRESETS, help="settings preset (default: paper)")
-    parser.add_argument("--size", choices=list(SIZES), help="world-model size (default: the preset's)")
-    parser.add_argument("--variant", choices=VARIANTS, help="world-model variant (default simnorm)")
-    parser.add_argument("--reward-bins", type=int, help="0: scalar reward (default); >= 2: two-hot bins")
-    parser.add_argument("--seed", type=int, help="seed of initialisation, episode subset and sampling (0)")
-    parser.add_argument("--device", help="torch device (default cpu; resume: as recorded)")
-    parser.add_argument("--out", help="root directory for new runs (default: runs)")
-    parser.add_argument(
-        "--resume", metavar="RUN_DIR", help="continue RUN_DIR (only --steps and --device may be given)"
-    )
-    return parser
+
+
+def _command(args: PretrainOptions, argv: list[str]) -> int:
+    if args.resume:
+        fixed = ("env", "data", "preset", "size", "variant", "reward_bins", "seed", "out")
+        if cli.given(args, fixed):
+            raise ConfigError("--resume takes its settings from the run directory; only --steps and --device")
+        return resume_pretrain(args.resume, steps=args.steps, device=args.device, argv=argv).exit_code
+    if args.env is None or args.data is None:
+        raise ConfigError("--env and --data are required (or --resume RUN_DIR)")
+    return start_pretrain(
+        args.env,
+        args.data,
+        preset=args.preset or "paper",
+        steps=args.steps,
+        size=args.size,
+        variant=args.variant,
+        reward_bins=args.reward_bins,
+        seed=0 if args.seed is None else args.seed,
+        device=args.device or "cpu",
+        out=args.out or "runs",
+        argv=argv,
+    ).exit_code
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser(envs.names())
-    args = parser.parse_args(argv)
-    recorded_argv = ["python", "-m", "bench.pretrain", *argv]
-    try:
-        if args.resume:
-            fixed = ("env", "data", "preset", "size", "variant", "reward_bins", "seed", "out")
-            if any(getattr(args, name) is not None for name in fixed):
-                parser.error("--resume takes its settings from the run directory; only --steps and --device")
-            result = resume_pretrain(args.resume, steps=args.steps, device=args.device, argv=recorded_argv)
-        else:
-            if args.env is None or args.data is None:
-                parser.error("--env and --data are required (or --resume RUN_DIR)")
-            result = start_pretrain(
-                args.env,
-                args.data,
-                preset=args.preset or "paper",
-                steps=args.steps,
-                size=args.size,
-                variant=args.variant,
-                reward_bins=args.reward_bins,
-                seed=0 if args.seed is None else args.seed,
-                device=args.device or "cpu",
-                out=args.out or "runs",
-                argv=recorded_argv,
-            )
-    except ConfigError as error:
-        parser.error(str(error))
-    return result.exit_code
+    return cli.main(PretrainOptions, build_parser(envs.names()), argv, _command)
 
 
 if __name__ == "__main__":

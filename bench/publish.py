@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 from bench import rundir
-from bench.pretrain import LOSS_CSV, LOSS_FIGURE
 
 TIDY_FILES = (
     rundir.CONFIG,
@@ -22,8 +21,8 @@ TIDY_FILES = (
     rundir.EVAL,
     rundir.EVAL_EPISODES,
     rundir.SUMMARY,
-    LOSS_CSV,
-    f"{LOSS_FIGURE}.png",  # world-model pretraining runs
+    rundir.PRETRAIN_CSV,  # world-model pretraining runs
+    f"{rundir.LOSS_FIGURE}.png",
 )
 
 

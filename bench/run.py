@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import envs
-from bench.harness import resume_run, start_run
+from bench import cli
+from bench.algorithms import ALGORITHMS
+from bench.harness import COMMAND, resume_run, start_run
 from bench.pipeline import run_pipeline
-from bench.presets import ALGORITHMS, PRESET_HELP, PRESETS, ConfigError
+from bench.presets import PRESET_HELP, PRESETS, VARIANTS, default_variant
+from bench.settings import ConfigError
 
 EPILOG = """\
 presets:
@@ -29,126 +33,105 @@ pretraining, policy learning), each stage a run directory under
 runs/<env>/pwm/pipeline_seed<k>_<preset>_<mode>/; running the same command again skips complete stages
 and resumes an interrupted one. --data skips the collection stage.
 
-exit codes: 0 complete, 1 failed (e.g. persistent nan/inf gradients), 2 invalid arguments,
+exit codes: 0 complete, 1 failed (e.g. persistent nan/inf gradients; one line, --debug for the traceback),
+2 invalid arguments,
 130 interrupted by Ctrl-C, 143 terminated by SIGTERM (both checkpoint first; continue with --resume).
 """
 
 
+@dataclass
+class RunOptions(cli.Options):
+    algo: str | None = None
+    """Algorithm (required unless --resume)."""
+    env: str | None = None
+    """Registered env name (required unless --resume)."""
+    seed: int | None = None
+    """Run seed; env, eval env and trainer streams derive from it (default 0)."""
+    preset: str | None = None
+    """Budget preset (default: paper; see below)."""
+    variant: str | None = None
+    """Published configuration of the algorithm; shac: pwm (FoRL/PWM, default) or diffrl (original); pwm:
+    online (default, the released single-task driver) or offline (frozen world model)."""
+    world_model: str | None = field(default=None, metadata={"metavar": "CKPT"})
+    """pwm: a bench.pretrain checkpoint to learn the policy from (without it the whole pipeline runs)."""
+    data: str | None = field(default=None, metadata={"metavar": "DIR"})
+    """pwm: an episode dataset (bench.run --save-data or bench.collect): start states and replay; in the
+    pipeline it replaces the SHAC collection stage."""
+    overrides: list[str] = field(default_factory=list, metadata={"flag": "--set", "metavar": "KEY=VALUE"})
+    """Override a resolved setting, repeatable; KEY is section.name (sections env, algo, run; nested
+    settings with more dots, e.g. algo.world_model.latent_dim), VALUE is parsed as JSON (true/false in any
+    case), else taken as a string; e.g. --set algo.horizon=16."""
+    device: str | None = None
+    """torch/warp device, e.g. cpu or cuda:0 (default cpu; resume: as recorded)."""
+    out: str | None = None
+    """Root directory for new runs (default: runs)."""
+    save_data: bool = False
+    """Record every training episode (obs, actions, rewards, terminated, truncated) under RUN_DIR/data/ in
+    the algos.dataset format."""
+    resume: str | None = field(default=None, metadata={"metavar": "RUN_DIR"})
+    """Continue RUN_DIR from checkpoints/latest.pt with its recorded settings (only --device may be
+    given)."""
+
+
 def build_parser(env_names: list[str]) -> argparse.ArgumentParser:
-    variants = sorted({v for entry in ALGORITHMS.values() for v in entry.variants})
     presets = "\n".join(f"  {name:6s} {PRESET_HELP[name]}" for name in PRESETS)
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.run",
+    choices = {
+        "algo": list(ALGORITHMS),
+        "env": env_names,
+        "preset": PRESETS,
+        "variant": sorted({v for table in VARIANTS.values() for v in table}),
+    }
+    return cli.build_parser(
+        RunOptions,
+        choices,
+        prog=f"python -m {COMMAND}",
         description="Train one algorithm on one env; writes runs/<env>/<algo>/seed<k>_<UTC time>/ "
         "(config.json, train.csv, eval.csv, eval_episodes.csv, summary.json, checkpoints/).",
         epilog=EPILOG.format(presets=presets),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--algo", choices=list(ALGORITHMS), help="algorithm (required unless --resume)")
-    parser.add_argument("--env", choices=env_names, help="registered env name (required unless --resume)")
-    parser.add_argument(
-        "--seed", type=int, help="run seed; env, eval env and trainer streams derive from it (0)"
+
+
+def _command(args: RunOptions, argv: list[str]) -> int:
+    if args.resume:
+        fixed = ("algo", "env", "seed", "preset", "variant", "out", "world_model", "data", "overrides")
+        if cli.given(args, [*fixed, "save_data"]):
+            raise ConfigError(
+                "--resume takes its settings from the run directory; only --device may be given"
+            )
+        return resume_run(args.resume, device=args.device, argv=argv).exit_code
+    if args.algo is None or args.env is None:
+        raise ConfigError("--algo and --env are required (or --resume RUN_DIR)")
+    if args.algo != "pwm" and (args.world_model or args.data):
+        raise ConfigError("--world-model and --data are options of --algo pwm")
+    for path in (args.world_model, args.data):
+        if path is not None and not Path(path).exists():
+            raise ConfigError(f"{path} does not exist")
+    common = dict(
+        seed=0 if args.seed is None else args.seed,
+        preset=args.preset or "paper",
+        device=args.device or "cpu",
+        out=args.out or "runs",
+        data=args.data,
+        argv=argv,
     )
-    parser.add_argument("--preset", choices=PRESETS, help="budget preset (default: paper; see below)")
-    parser.add_argument(
-        "--variant",
-        choices=variants,
-        help="published configuration of the algorithm; shac: pwm (FoRL/PWM, default) or diffrl (original); "
-        "pwm: online (default, the released single-task driver) or offline (frozen world model)",
-    )
-    parser.add_argument(
-        "--world-model",
-        metavar="CKPT",
-        help="pwm: a bench.pretrain checkpoint to learn the policy from (without it the whole pipeline runs)",
-    )
-    parser.add_argument(
-        "--data",
-        metavar="DIR",
-        help="pwm: an episode dataset (bench.run --save-data or bench.collect): start states and replay; "
-        "in the pipeline it replaces the SHAC collection stage",
-    )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a resolved setting, repeatable; KEY is section.name (sections env, algo, run), "
-        "VALUE is parsed as JSON, else taken as a string; e.g. --set algo.horizon=16",
-    )
-    parser.add_argument(
-        "--device", help="torch/warp device, e.g. cpu or cuda:0 (default cpu; resume: as recorded)"
-    )
-    parser.add_argument("--out", help="root directory for new runs (default: runs)")
-    parser.add_argument(
-        "--save-data",
-        action="store_true",
-        help="record every training episode (obs, actions, rewards, terminated, truncated) under "
-        "RUN_DIR/data/ in the algos.dataset format",
-    )
-    parser.add_argument(
-        "--resume",
-        metavar="RUN_DIR",
-        help="continue RUN_DIR from checkpoints/latest.pt with its recorded settings "
-        "(only --device may be given)",
-    )
-    return parser
+    if args.algo == "pwm" and args.world_model is None:
+        if args.save_data:
+            raise ConfigError("--save-data is not an option of the pwm pipeline")
+        mode = args.variant or default_variant("pwm")
+        return run_pipeline(args.env, mode=mode, overrides=args.overrides, **common).exit_code
+    return start_run(
+        args.algo,
+        args.env,
+        variant=args.variant,
+        overrides=args.overrides,
+        save_data=args.save_data,
+        world_model=args.world_model,
+        **common,
+    ).exit_code
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser(envs.names())
-    args = parser.parse_args(argv)
-    recorded_argv = ["python", "-m", "bench.run", *argv]
-    try:
-        if args.resume:
-            fixed = ("algo", "env", "seed", "preset", "variant", "out", "world_model", "data")
-            extra = [name for name in fixed if getattr(args, name) is not None]
-            if extra or args.overrides or args.save_data:
-                parser.error("--resume takes its settings from the run directory; only --device may be given")
-            result = resume_run(args.resume, device=args.device, argv=recorded_argv)
-        else:
-            if args.algo is None or args.env is None:
-                parser.error("--algo and --env are required (or --resume RUN_DIR)")
-            if args.algo != "pwm" and (args.world_model or args.data):
-                parser.error("--world-model and --data are options of --algo pwm")
-            for path in (args.world_model, args.data):
-                if path is not None and not Path(path).exists():
-                    parser.error(f"{path} does not exist")
-            common = dict(
-                seed=0 if args.seed is None else args.seed,
-                preset=args.preset or "paper",
-                device=args.device or "cpu",
-                out=args.out or "runs",
-                argv=recorded_argv,
-            )
-            if args.algo == "pwm" and args.world_model is None:
-                if args.save_data:
-                    parser.error("--save-data is not an option of the pwm pipeline")
-                result = run_pipeline(
-                    args.env,
-                    mode=args.variant or ALGORITHMS["pwm"].default_variant,
-                    overrides=args.overrides,
-                    data=None if args.data is None else Path(args.data).resolve(),
-                    **common,
-                )
-            else:
-                overrides = list(args.overrides)
-                if args.world_model is not None:
-                    overrides.insert(0, f"algo.world_model_checkpoint={Path(args.world_model).resolve()}")
-                if args.data is not None:
-                    overrides.insert(0, f"algo.dataset={Path(args.data).resolve()}")
-                result = start_run(
-                    args.algo,
-                    args.env,
-                    variant=args.variant,
-                    overrides=overrides,
-                    save_data=args.save_data,
-                    **common,
-                )
-    except ConfigError as error:
-        parser.error(str(error))
-    return result.exit_code
+    return cli.main(RunOptions, build_parser(envs.names()), argv, _command)
 
 
 if __name__ == "__main__":

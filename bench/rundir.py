@@ -1,4 +1,5 @@
-"""The run-directory format: the one module that ``bench.run`` writes and ``bench.report`` reads.
+"""The run-directory format and every file name in it: what ``bench.run``, ``bench.pretrain`` and
+``bench.collect`` write and ``bench.report`` / ``bench.publish`` read.
 
 Layout (evaluation spec §8)::
 
@@ -8,7 +9,12 @@ Layout (evaluation spec §8)::
         eval.csv             one row per evaluation point (EVAL_COLUMNS)
         eval_episodes.csv    one row per evaluation episode (EPISODE_COLUMNS)
         summary.json         final score, best-over-training (labelled), totals, status
-        checkpoints/latest.pt, checkpoints/final.pt
+        checkpoints/latest.pt, previous.pt (the one before), final.pt
+        data/                recorded episodes (``--save-data``; ``algos.dataset`` format)
+
+    runs/<env>/pwm_pretrain/seed<k>_<UTC timestamp>/    (``bench.pretrain``)
+        config.json, summary.json, checkpoints/ as above
+        pretrain.csv         tidy loss curve (PRETRAIN_COLUMNS); loss_curve.png
 
 Every write is atomic (temporary file + ``os.replace``) or an append of whole lines, so a crash or
 Ctrl-C never leaves a half-written file behind.
@@ -19,6 +25,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -26,6 +33,7 @@ from typing import Any
 import pandas as pd
 
 from algos.atomic import atomic_write_bytes as atomic_write_bytes  # re-exported for run files
+from bench.settings import ConfigError
 
 CONFIG = "config.json"
 TRAIN = "train.csv"
@@ -33,6 +41,15 @@ EVAL = "eval.csv"
 EVAL_EPISODES = "eval_episodes.csv"
 SUMMARY = "summary.json"
 CHECKPOINTS = "checkpoints"
+LATEST = "latest.pt"
+PREVIOUS = "previous.pt"
+FINAL = "final.pt"
+DATA = "data"
+PRETRAIN_CSV = "pretrain.csv"
+LOSS_FIGURE = "loss_curve"
+COLLECT_INFO = "collect.json"
+PRETRAIN_ALGO = "pwm_pretrain"
+"""The ``algo`` directory (and ``config.json["algo"]``) of world-model pretraining runs."""
 
 TRAIN_COLUMNS = ("step", "env_steps", "wall_time_s", "metric", "value")
 EVAL_COLUMNS = (
@@ -49,6 +66,11 @@ EVAL_COLUMNS = (
     "iteration",
 )
 EPISODE_COLUMNS = ("env_steps", "episode", "return", "length", "terminated")
+PRETRAIN_COLUMNS = ("step", "wall_time_s", "metric", "value")
+
+
+def checkpoint(run_dir: str | Path, name: str = LATEST) -> Path:
+    return Path(run_dir) / CHECKPOINTS / name
 
 
 def new_run_dir(root: str | Path, env: str, algo: str, seed: int) -> Path:
@@ -82,7 +104,7 @@ def append_rows(path: str | Path, columns: Iterable[str], rows: Iterable[Mapping
     columns = list(columns)
     new = not path.exists() or path.stat().st_size == 0
     with open(path, "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="raise")
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="raise", lineterminator="\n")
         if new:
             writer.writeheader()
         for row in rows:
@@ -90,14 +112,33 @@ def append_rows(path: str | Path, columns: Iterable[str], rows: Iterable[Mapping
         f.flush()
 
 
-def truncate_rows(path: str | Path, column: str, max_value: float) -> None:
-    """Drop rows whose ``column`` exceeds ``max_value`` (used on resume to forget work after a checkpoint)."""
+@dataclass
+class Rows:
+    """A CSV file's rows up to a checkpoint, read (and checked) before anything is rewritten."""
+
+    path: Path
+    table: pd.DataFrame | None
+    """None: the file is absent or empty (nothing to rewrite)."""
+
+    def write(self) -> None:
+        """Rewrite the file with these rows (atomically, same mode, ``\\n`` line endings)."""
+        if self.table is not None:
+            atomic_write_bytes(self.path, self.table.to_csv(index=False, lineterminator="\n").encode())
+
+
+def read_rows(path: str | Path, column: str, max_value: float | None) -> Rows:
+    """The rows of ``path`` whose ``column`` is at most ``max_value`` (used on resume to forget work after a
+    checkpoint); ConfigError naming the file if it cannot be parsed or lacks ``column``."""
     path = Path(path)
     if not path.exists() or path.stat().st_size == 0:
-        return
-    table = pd.read_csv(path)
-    table = table[table[column] <= max_value]
-    atomic_write_bytes(path, table.to_csv(index=False).encode())
+        return Rows(path, None)
+    try:
+        table = pd.read_csv(path)
+    except (ValueError, OSError) as error:
+        raise ConfigError(f"{path} is not a readable CSV ({error}); the run cannot be resumed") from error
+    if column not in table.columns or max_value is None:
+        raise ConfigError(f"{path} has no {column!r} column (or the checkpoint no position); cannot resume")
+    return Rows(path, table[table[column] <= max_value])
 
 
 def find_runs(results_dir: str | Path) -> list[Path]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from bench import rundir
+from bench.harness import resume_run, start_run
 from bench.pipeline import pipeline_root
 from bench.run import main
 
@@ -44,6 +46,14 @@ def test_offline_policy_from_a_given_world_model_and_dataset(pipeline, tmp_path)
     argv += ["--out", str(tmp_path)]
     assert main([*argv, "--world-model", str(checkpoint), "--data", str(data)]) == 0
     (run,) = rundir.find_runs(tmp_path)
+    config = rundir.read_json(run / rundir.CONFIG)
+    assert config["inputs"] == {"world_model": str(checkpoint.resolve()), "data": str(data.resolve())}
+    architecture = rundir.read_json(stage_runs(pipeline, "pretrain")[0] / rundir.CONFIG)["settings"][
+        "world_model"
+    ]
+    assert (
+        config["settings"]["algo"]["world_model"] == architecture
+    )  # the checkpoint's architecture, recorded
     summary = rundir.read_summary(run)
     assert summary["status"] == "complete"
     assert summary["env_steps"]["training"] == 0 and summary["env_steps"]["data"] > 0
@@ -56,3 +66,25 @@ def test_world_model_option_is_pwm_only_and_must_exist(tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         main(["--algo", "pwm", "--env", "ant", "--world-model", str(tmp_path / "missing.pt")])
     assert exit_info.value.code == 2
+
+
+def test_a_pwm_run_resumes_bit_exactly_reloading_its_inputs(pipeline, tmp_path):
+    inputs = {
+        "world_model": stage_runs(pipeline, "pretrain")[0] / "checkpoints" / "final.pt",
+        "data": stage_runs(pipeline, "data")[0] / "data",
+    }
+    settings = {"preset": "smoke", "overrides": ["algo.max_epochs=6", "run.eval_interval=0.25"], **inputs}
+
+    def interrupt(iteration):
+        if iteration == 3:
+            raise KeyboardInterrupt
+
+    straight = start_run("pwm", "ant", out=tmp_path / "a", **settings).run_dir
+    stopped = start_run("pwm", "ant", out=tmp_path / "b", on_iteration=interrupt, **settings)
+    assert stopped.exit_code == 130 and resume_run(stopped.run_dir).status == "complete"
+
+    def train(run_dir):
+        table = pd.read_csv(run_dir / rundir.TRAIN).drop(columns="wall_time_s")
+        return table[table["metric"] != "fps"].reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(train(straight), train(stopped.run_dir), check_exact=True)

@@ -13,7 +13,7 @@ import torch
 
 from algos.dataset import DatasetWriter, load_dataset
 from algos.pwm import PWM, PWMConfig
-from algos.wm_training import load_world_model_checkpoint
+from algos.wm_training import load_world_model, load_world_model_checkpoint
 from bench import collect, pretrain, rundir
 from bench.harness import start_run
 from tests.toy_envs import make_toy_env, register_toy_env
@@ -49,7 +49,7 @@ def checkpoint(run_dir: Path, name: str) -> dict:
 
 def test_collect_random_episodes(toy_data: Path) -> None:
     dataset = load_dataset(toy_data)
-    info = rundir.read_json(toy_data / collect.COLLECT_INFO)
+    info = rundir.read_json(toy_data / rundir.COLLECT_INFO)
     assert dataset.num_episodes == info["episodes"] == 12 and dataset.info["env"] == TOY
     assert info["transitions"] == dataset.num_transitions <= info["env_steps"]
     actions = dataset.action[1:][~pd.isna(dataset.reward[1:])]
@@ -62,22 +62,22 @@ def test_pretrain_smoke_writes_the_run_directory(toy_data: Path, tmp_path: Path)
     argv = ["--env", TOY, "--data", str(toy_data), "--preset", "smoke", "--out", str(tmp_path), "--seed", "2"]
     assert pretrain.main(argv) == 0
     run_dir = only_run(tmp_path)
-    assert run_dir.parent == tmp_path / TOY / pretrain.ALGO_DIR and run_dir.name.startswith("seed2_")
+    assert run_dir.parent == tmp_path / TOY / rundir.PRETRAIN_ALGO and run_dir.name.startswith("seed2_")
     config = rundir.read_json(run_dir / rundir.CONFIG)
     assert config["settings"]["steps"] == 20 and config["settings"]["world_model"]["latent_dim"] == 32
     assert config["data"]["episodes"] == 12 and {"versions", "git", "device"} <= set(config["provenance"])
-    curve = pd.read_csv(run_dir / pretrain.LOSS_CSV)
-    assert list(curve.columns) == list(pretrain.LOSS_COLUMNS)
+    curve = pd.read_csv(run_dir / rundir.PRETRAIN_CSV)
+    assert list(curve.columns) == list(rundir.PRETRAIN_COLUMNS)
     assert sorted(curve["step"].unique()) == list(range(1, 21))
     assert {"wm_loss", "wm_dynamics_loss", "wm_reward_loss", "wm_grad_norm"} <= set(curve["metric"])
-    assert (run_dir / f"{pretrain.LOSS_FIGURE}.png").stat().st_size > 0
+    assert (run_dir / f"{rundir.LOSS_FIGURE}.png").stat().st_size > 0
     summary = rundir.read_json(run_dir / rundir.SUMMARY)
     assert (summary["status"], summary["steps"], summary["nonfinite_wm_steps"]) == ("complete", 20, 0)
 
     trainer, data = load_world_model_checkpoint(run_dir / rundir.CHECKPOINTS / "final.pt")
     assert trainer.steps == 20 and data["dataset_transitions"] == load_dataset(toy_data).num_transitions
-    final = str(run_dir / rundir.CHECKPOINTS / "final.pt")
-    pwm = PWM(make_toy_env(num_envs=2), PWMConfig(wm_size="tiny", world_model_checkpoint=final), seed=0)
+    pretrained = load_world_model(run_dir / rundir.CHECKPOINTS / rundir.FINAL)
+    pwm = PWM(make_toy_env(num_envs=2), PWMConfig(), seed=0, world_model=pretrained)
     assert pwm.data_env_steps == data["dataset_transitions"]
 
 
@@ -99,7 +99,7 @@ def test_interrupt_and_resume_equals_uninterrupted_run(toy_data: Path, tmp_path:
     a, b = checkpoint(reference, "final.pt")["trainer"], checkpoint(resumed, "final.pt")["trainer"]
     assert a["steps"] == b["steps"] == 12
     assert all(torch.equal(v, b["world_model"][k]) for k, v in a["world_model"].items())
-    curves = [pd.read_csv(d / pretrain.LOSS_CSV).drop(columns="wall_time_s") for d in (reference, resumed)]
+    curves = [pd.read_csv(d / rundir.PRETRAIN_CSV).drop(columns="wall_time_s") for d in (reference, resumed)]
     pd.testing.assert_frame_equal(*curves)
     assert rundir.read_json(resumed / rundir.CONFIG)["resumes"][0]["from_step"] == 7
 
@@ -146,4 +146,4 @@ def test_collect_from_a_policy_checkpoint(tmp_path: Path) -> None:
     assert collect.main([*argv, "--set", "early_termination=false", "--num-envs", "2"]) == 0
     dataset = load_dataset(out)
     assert dataset.num_episodes == 5 and not dataset.episode_terminated.any()
-    assert rundir.read_json(out / collect.COLLECT_INFO)["policy"] == str(result.run_dir.resolve())
+    assert rundir.read_json(out / rundir.COLLECT_INFO)["policy"] == str(result.run_dir.resolve())

@@ -12,12 +12,20 @@ import pytest
 import torch
 
 from algos.dataset import DatasetWriter, load_dataset
-from algos.pwm import PWM, PWMConfig, published_config
+from algos.pwm import PWM, PWMConfig
 from algos.replay import EpisodeReplay
-from algos.wm_training import WMTrainConfig, WorldModelTrainer, pretrain, world_model_checkpoint
+from algos.wm_training import (
+    PretrainedWorldModel,
+    WMTrainConfig,
+    WorldModelTrainer,
+    load_world_model,
+    pretrain,
+    world_model_checkpoint,
+)
 from algos.world_model import WorldModel, world_model_config
 from bench.collect import collect, random_policy
 from bench.harness import evaluate
+from bench.presets import published_config
 from tests.toy_envs import make_toy_env
 
 TINY = PWMConfig(
@@ -27,8 +35,8 @@ TINY = PWMConfig(
     critic_hidden=(32, 32),
     actor_lr=1e-3,
     critic_iterations=4,
-    wm_size="tiny",
-    wm_batch_size=32,
+    world_model=world_model_config("tiny"),
+    model_training=WMTrainConfig(horizon=8, batch_size=32),
     wm_steps_per_epoch=4,
 )
 
@@ -38,6 +46,11 @@ def save_checkpoint(path: Path, trainer: WorldModelTrainer, data: dict[str, Any]
     torch.save(world_model_checkpoint(trainer, data), buffer)
     path.write_bytes(buffer.getvalue())
     return str(path)
+
+
+def untrained(model: WorldModel) -> PretrainedWorldModel:
+    """``model`` as a pretrained world model (no training steps, no data)."""
+    return PretrainedWorldModel.from_trainer(WorldModelTrainer(model, WMTrainConfig()))
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +63,7 @@ def toy_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def pretrained(toy_data: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+def pretrained(toy_data: Path, tmp_path_factory: pytest.TempPathFactory) -> PretrainedWorldModel:
     """A tiny world model pretrained for 200 steps on ``toy_data`` (as bench.pretrain would)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -60,7 +73,7 @@ def pretrained(toy_data: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
     trainer = pretrain(model, dataset, 200, WMTrainConfig(horizon=8, batch_size=64), seed=0)
     torch.set_num_threads(threads)
     data = {"path": str(toy_data), "dataset_transitions": dataset.num_transitions}
-    return save_checkpoint(tmp_path_factory.mktemp("wm") / "wm.pt", trainer, data)
+    return load_world_model(save_checkpoint(tmp_path_factory.mktemp("wm") / "wm.pt", trainer, data))
 
 
 class ScriptedEnv:
@@ -95,7 +108,6 @@ def test_actor_loss_and_td_targets_hand_example(tmp_path: Path, exponent: str, e
     model = WorldModel(1, 1, world_model_config("tiny"))
     with torch.no_grad():
         model.reward_head[-1].bias.fill_(1.0)
-    checkpoint = save_checkpoint(tmp_path / "wm.pt", WorldModelTrainer(model, WMTrainConfig()), {})
     config = PWMConfig(
         horizon=4,
         gamma=0.5,
@@ -104,11 +116,9 @@ def test_actor_loss_and_td_targets_hand_example(tmp_path: Path, exponent: str, e
         critic_hidden=(8,),
         ret_rms=False,
         critic_iterations=1,
-        wm_size="tiny",
         bootstrap_exponent=exponent,
-        world_model_checkpoint=checkpoint,
     )
-    pwm = PWM(ScriptedEnv(), config, seed=0)
+    pwm = PWM(ScriptedEnv(), config, seed=0, world_model=untrained(model))
     for member in pwm.critic.members:
         with torch.no_grad():
             member[-1].weight.zero_()
@@ -124,10 +134,10 @@ def test_actor_loss_and_td_targets_hand_example(tmp_path: Path, exponent: str, e
 
 
 def test_actor_gradient_reaches_the_actor_only_through_the_frozen_model(
-    toy_data: Path, pretrained: str
+    toy_data: Path, pretrained: PretrainedWorldModel
 ) -> None:
-    config = replace(TINY, mode="offline", world_model_checkpoint=pretrained, dataset=str(toy_data))
-    pwm = PWM(make_toy_env(num_envs=8, seed=0), config, seed=0)
+    config = replace(TINY, mode="offline")
+    pwm = PWM(make_toy_env(num_envs=8, seed=0), config, 0, pretrained, load_dataset(toy_data))
     frozen = {k: v.clone() for k, v in pwm.world_model.state_dict().items()}
     actor_before = [p.detach().clone() for p in pwm.actor.parameters()]
     assert not any(p.requires_grad for p in pwm.world_model.parameters())
@@ -172,12 +182,11 @@ def test_a_real_episode_end_leaves_the_other_envs_gradients_intact(tmp_path: Pat
     torch.manual_seed(0)
     model = WorldModel(1, 1, world_model_config("tiny"))
     torch.nn.init.normal_(model.reward_head[-1].weight)  # rewards that depend on z and a
-    checkpoint = save_checkpoint(tmp_path / "wm.pt", WorldModelTrainer(model, WMTrainConfig()), {})
-    config = replace(TINY, horizon=4, ret_rms=False, world_model_checkpoint=checkpoint)
+    config = replace(TINY, horizon=4, ret_rms=False)
     gradients = []
     for end in (1, None):
         torch.manual_seed(1)
-        pwm = PWM(OneEndEnv(end), config, seed=0)
+        pwm = PWM(OneEndEnv(end), config, seed=0, world_model=untrained(model))
         window = pwm.imagine(pwm.env.detach_state())
         gradients.append(torch.autograd.grad(window["per_env_loss"][1], list(pwm.actor.parameters())))
     # Env 1 imagines the same trajectory whether or not env 0's real episode ended (and its latent reset).
@@ -185,20 +194,21 @@ def test_a_real_episode_end_leaves_the_other_envs_gradients_intact(tmp_path: Pat
     assert any(bool(g.abs().sum() > 0) for g in gradients[0])
 
 
-def test_data_env_steps_count_each_dataset_once(toy_data: Path, pretrained: str) -> None:
-    transitions = load_dataset(toy_data).num_transitions
-    offline = replace(TINY, mode="offline", world_model_checkpoint=pretrained, dataset=str(toy_data))
-    assert PWM(make_toy_env(num_envs=4), offline, seed=0).data_env_steps == transitions
-    online = PWM(make_toy_env(num_envs=4), replace(TINY, world_model_checkpoint=pretrained), seed=0)
-    assert online.data_env_steps == transitions and online.replay.num_episodes == 0
-    seeded = PWM(make_toy_env(num_envs=4), replace(TINY, dataset=str(toy_data)), seed=0)
-    assert seeded.replay.num_transitions == transitions and seeded.data_env_steps == transitions
+def test_data_env_steps_count_each_dataset_once(toy_data: Path, pretrained: PretrainedWorldModel) -> None:
+    dataset = load_dataset(toy_data)
+    transitions = dataset.num_transitions
+    offline = replace(TINY, mode="offline")
+    assert PWM(make_toy_env(num_envs=4), offline, 0, pretrained, dataset).data_env_steps == transitions
+    online = PWM(make_toy_env(num_envs=4), TINY, seed=0, world_model=pretrained)
+    assert online.data_env_steps == transitions and online.mode.replay.num_episodes == 0
+    seeded = PWM(make_toy_env(num_envs=4), TINY, seed=0, dataset=dataset)
+    assert seeded.mode.replay.num_transitions == transitions and seeded.data_env_steps == transitions
 
 
-def test_pwm_improves_return_on_toy_env(toy_data: Path, pretrained: str) -> None:
+def test_pwm_improves_return_on_toy_env(toy_data: Path, pretrained: PretrainedWorldModel) -> None:
     torch.manual_seed(1)
-    config = replace(TINY, world_model_checkpoint=pretrained, dataset=str(toy_data))
-    pwm = PWM(make_toy_env(num_envs=32, seed=1), config, seed=1)
+    config = TINY
+    pwm = PWM(make_toy_env(num_envs=32, seed=1), config, 1, pretrained, load_dataset(toy_data))
     eval_env = make_toy_env(num_envs=16, seed=101)
 
     def score() -> float:
@@ -214,7 +224,10 @@ def test_pwm_improves_return_on_toy_env(toy_data: Path, pretrained: str) -> None
 
 
 def test_fresh_model_collects_until_the_replay_can_sample() -> None:
-    config = replace(TINY, horizon=4, wm_batch_size=8, wm_bootstrap_steps=5, critic_iterations=1)
+    model_training = WMTrainConfig(horizon=4, batch_size=8)
+    config = replace(
+        TINY, horizon=4, model_training=model_training, wm_bootstrap_steps=5, critic_iterations=1
+    )
     pwm = PWM(make_toy_env(num_envs=4, seed=0, early_termination=False, episode_length=10), config, seed=0)
     assert pwm.env_steps_per_iteration == 16
     history = [pwm.train_iteration() for _ in range(5)]
@@ -224,17 +237,21 @@ def test_fresh_model_collects_until_the_replay_can_sample() -> None:
     assert "actor_loss" not in history[2] and "wm_loss" not in history[2]
     assert (history[3]["wm_steps"], history[4]["wm_steps"]) == (5.0, 4.0)
     assert history[4]["replay_episodes"] == 8.0 and history[4]["train_return"] != 0
+    assert all("reward/forward" in m for m in history)  # the real env's reward terms, logged online too
 
 
 @pytest.mark.parametrize("mode", ["online", "offline"])
-def test_state_dict_continues_bit_exactly(mode: str, toy_data: Path, pretrained: str) -> None:
-    paths = {"world_model_checkpoint": pretrained, "dataset": str(toy_data)} if mode == "offline" else {}
+def test_state_dict_continues_bit_exactly(
+    mode: str, toy_data: Path, pretrained: PretrainedWorldModel
+) -> None:
+    inputs = {"world_model": pretrained, "dataset": load_dataset(toy_data)} if mode == "offline" else {}
+    model_training = WMTrainConfig(horizon=4, batch_size=8)
     config = replace(
-        TINY, mode=mode, horizon=4, wm_batch_size=8, wm_bootstrap_steps=3, critic_iterations=2, **paths
+        TINY, mode=mode, horizon=4, model_training=model_training, wm_bootstrap_steps=3, critic_iterations=2
     )
 
     def make() -> PWM:
-        return PWM(make_toy_env(num_envs=4, seed=0, episode_length=6), config, seed=0)
+        return PWM(make_toy_env(num_envs=4, seed=0, episode_length=6), config, seed=0, **inputs)
 
     torch.manual_seed(0)
     reference = make()
@@ -261,19 +278,20 @@ def test_state_dict_continues_bit_exactly(mode: str, toy_data: Path, pretrained:
     assert torch.equal(reference.act(obs), resumed.act(obs))
 
 
-def test_config_validation(tmp_path: Path, pretrained: str) -> None:
+def test_config_validation(tmp_path: Path, pretrained: PretrainedWorldModel) -> None:
     with pytest.raises(ValueError, match="offline mode needs"):
-        PWM(make_toy_env(), replace(TINY, mode="offline", world_model_checkpoint=pretrained), seed=0)
+        PWM(make_toy_env(), replace(TINY, mode="offline"), seed=0, world_model=pretrained)
     with pytest.raises(ValueError, match="bootstrap_exponent must be one of"):
         PWMConfig(bootstrap_exponent="H-1")
     with pytest.raises(ValueError, match="unknown PWM setting"):
         PWMConfig.from_dict({"horizon": 16, "planning": True})
     assert PWMConfig.from_dict(PWMConfig().to_dict() | {"actor_hidden": [64]}).actor_hidden == (64,)
-    with pytest.raises(ValueError, match="differs from wm_size"):
-        PWM(make_toy_env(), replace(TINY, wm_variant="mish", world_model_checkpoint=pretrained), seed=0)
+    # A pretrained model brings its own architecture; config.world_model only shapes a fresh one.
+    mish = replace(TINY, world_model=world_model_config("tiny", variant="mish"))
+    assert PWM(make_toy_env(), mish, seed=0, world_model=pretrained).world_model.config == pretrained.config
     with pytest.raises(ValueError, match="obs/act dims"):
-        PWM(ScriptedEnv(), replace(TINY, world_model_checkpoint=pretrained), seed=0)
-    ant, ant_envs = published_config("offline", "ant")
+        PWM(ScriptedEnv(), TINY, seed=0, world_model=pretrained)
+    ant, ant_envs = published_config("pwm", "offline", "ant")
     assert (ant.mode, ant_envs, ant.max_epochs, ant.horizon, ant.critic_iterations) == (
         "offline",
         128,
@@ -281,7 +299,7 @@ def test_config_validation(tmp_path: Path, pretrained: str) -> None:
         16,
         8,
     )
-    assert published_config("online", "humanoid")[1] == 64
+    assert published_config("pwm", "online", "humanoid")[1] == 64
 
 
 def episode(length: int, tag: float, obs_dim: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -13,8 +13,10 @@ import torch
 from algos.critic import td_lambda_targets
 from algos.networks import CriticEnsemble, StochasticActor, parameter_count
 from algos.normalizers import RunningMeanStd
-from algos.shac import SHAC, NonFiniteGradientError, SHACConfig, published_config
+from algos.shac import SHAC, SHACConfig
+from algos.training import NonFiniteGradientError
 from bench.harness import evaluate
+from bench.presets import published_config
 from tests.toy_envs import make_toy_env
 
 TINY = SHACConfig(
@@ -61,21 +63,21 @@ def test_td_lambda_extremes() -> None:
 def test_published_network_sizes(
     variant: str, env: str, obs_dim: int, act_dim: int, actor_params: int, critic_params: int
 ) -> None:
-    config, _ = published_config(variant, env)
+    config, _ = published_config("shac", variant, env)
     actor = StochasticActor(obs_dim, act_dim, config.actor_hidden, config.activation)
     critic = CriticEnsemble(obs_dim, config.critic_hidden, config.activation, config.num_critics)
     assert (parameter_count(actor), parameter_count(critic)) == (actor_params, critic_params)
 
 
 def test_published_configs() -> None:
-    pwm_ant, pwm_envs = published_config("pwm", "ant")
+    pwm_ant, pwm_envs = published_config("shac", "pwm", "ant")
     assert (pwm_envs, pwm_ant.max_epochs, pwm_ant.num_critics, pwm_ant.ret_rms) == (128, 2000, 3, True)
-    diffrl_humanoid, _ = published_config("diffrl", "humanoid")
+    diffrl_humanoid, _ = published_config("shac", "diffrl", "humanoid")
     assert (diffrl_humanoid.target_critic_alpha, diffrl_humanoid.critic_lr) == (0.995, 5e-4)
-    generic, generic_envs = published_config("diffrl", "unknown_env")
+    generic, generic_envs = published_config("shac", "diffrl", "unknown_env")
     assert (generic.actor_hidden, generic_envs) == ((128, 64, 32), 64)
     with pytest.raises(ValueError, match="valid: pwm, diffrl"):
-        published_config("ppo", "ant")
+        published_config("shac", "ppo", "ant")
 
 
 def test_running_mean_std_matches_numpy_and_ignores_nonfinite() -> None:
@@ -181,7 +183,7 @@ def test_persistent_nonfinite_gradients_raise() -> None:
 
 @pytest.mark.parametrize("variant", ["pwm", "diffrl"])
 def test_state_dict_continues_bit_exactly(variant: str) -> None:
-    base, _ = published_config(variant, "toy")
+    base, _ = published_config("shac", variant, "toy")
     config = replace(
         base, horizon=8, max_epochs=6, actor_hidden=(16,), critic_hidden=(16,), critic_iterations=2
     )

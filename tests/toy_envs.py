@@ -89,7 +89,12 @@ class PointMassEnv:
             self.pos = torch.where(done[:, None], start_pos, self.pos)
             self.vel = torch.where(done[:, None], start_vel, self.vel)
             self.progress = torch.where(done, 0, self.progress)
-        info = {"obs_before_reset": obs_before_reset}
+        terms = {
+            "forward": obs_before_reset[:, 2],
+            "action": -0.1 * action.square().sum(-1),
+            "lateral": -0.5 * obs_before_reset[:, 1].square(),
+        }
+        info = {"obs_before_reset": obs_before_reset, "reward_terms": terms}
         return self._observe(), reward, terminated, truncated, info
 
     def state_dict(self) -> dict[str, Any]:

@@ -1,0 +1,205 @@
+"""The shared run lifecycle and command line: resume safety, one --set grammar, options from dataclasses,
+one-line errors, per-term reward logging."""
+
+from __future__ import annotations
+
+import dataclasses
+import stat
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from algos.shac import SHAC
+from bench import cli, collect, pretrain, rundir
+from bench.harness import resume_run, start_run
+from bench.presets import PRESETS, VARIANTS, pretrain_settings, published_config, resolve_settings
+from bench.run import RunOptions
+from bench.run import main as run_main
+from bench.settings import ConfigError, apply_overrides
+from tests.toy_envs import make_toy_env, register_toy_env
+
+TOY = register_toy_env()
+SETTINGS = ["algo.max_epochs=6", "run.eval_interval=0.25"]
+
+
+def interrupted_run(out: Path, at: int = 3) -> Path:
+    def interrupt(iteration: int) -> None:
+        if iteration == at:
+            raise KeyboardInterrupt
+
+    return start_run("shac", TOY, preset="smoke", overrides=SETTINGS, out=out, on_iteration=interrupt).run_dir
+
+
+def comparable(run_dir: Path) -> pd.DataFrame:
+    train = pd.read_csv(run_dir / rundir.TRAIN).drop(columns="wall_time_s")
+    return train[train["metric"] != "fps"].reset_index(drop=True)
+
+
+def test_corrupt_latest_checkpoint_falls_back_to_previous(tmp_path: Path, capsys) -> None:
+    straight = start_run("shac", TOY, preset="smoke", overrides=SETTINGS, out=tmp_path / "a").run_dir
+    run_dir = interrupted_run(tmp_path / "b")
+    latest = rundir.checkpoint(run_dir)
+    assert rundir.checkpoint(run_dir, rundir.PREVIOUS).exists()
+    mode = stat.S_IMODE((run_dir / rundir.TRAIN).stat().st_mode)
+    latest.write_bytes(latest.read_bytes()[:100])  # truncated
+    assert run_main(["--resume", str(run_dir)]) == 0
+    captured = capsys.readouterr()
+    assert "previous.pt" in captured.err and "at iteration 2" in captured.out  # latest.pt held iteration 3
+    # Continuing from the previous checkpoint still reproduces the uninterrupted run.
+    pd.testing.assert_frame_equal(comparable(straight), comparable(run_dir), check_exact=True)
+    text = (run_dir / rundir.TRAIN).read_bytes()
+    assert b"\r" not in text and stat.S_IMODE((run_dir / rundir.TRAIN).stat().st_mode) == mode
+
+
+def test_resume_validates_every_input_before_rewriting_any(tmp_path: Path, capsys) -> None:
+    run_dir = interrupted_run(tmp_path)
+    train = (run_dir / rundir.TRAIN).read_bytes()
+    (run_dir / rundir.EVAL).write_text('env_steps,return_mean\n0,"unclosed\n')
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(["--resume", str(run_dir)])
+    assert exit_info.value.code == 2 and "eval.csv" in capsys.readouterr().err
+    assert (run_dir / rundir.TRAIN).read_bytes() == train  # untouched
+    (run_dir / rundir.SUMMARY).write_text("")
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(["--resume", str(run_dir)])
+    assert exit_info.value.code == 2 and "summary.json is unreadable" in capsys.readouterr().err
+    (run_dir / rundir.CONFIG).write_text("{not json")
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(["--resume", str(run_dir)])
+    assert exit_info.value.code == 2 and "config.json is unreadable" in capsys.readouterr().err
+
+
+def test_each_command_names_the_one_that_resumes_a_directory(tmp_path: Path, capsys) -> None:
+    pretrain_dir = tmp_path / "ant" / rundir.PRETRAIN_ALGO / "seed0_x"
+    pretrain_dir.mkdir(parents=True)
+    rundir.write_json(pretrain_dir / rundir.CONFIG, {"algo": rundir.PRETRAIN_ALGO, "settings": {}})
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(["--resume", str(pretrain_dir)])
+    assert exit_info.value.code == 2
+    assert f"python -m bench.pretrain --resume {pretrain_dir}" in capsys.readouterr().err
+    run_dir = interrupted_run(tmp_path / "runs")
+    with pytest.raises(SystemExit):
+        pretrain.main(["--resume", str(run_dir)])
+    assert f"python -m bench.run --resume {run_dir}" in capsys.readouterr().err
+
+
+def test_one_set_grammar_for_every_command() -> None:
+    settings = resolve_settings("pwm", TOY, "smoke")
+    changed = apply_overrides(
+        settings,
+        ["env.early_termination=False", "algo.world_model.latent_dim=64", "algo.model_training.lr=1e-3"],
+    )
+    assert changed["env"]["early_termination"] is False  # the word, any case: a bool, not a truthy string
+    assert (
+        changed["algo"]["world_model"]["latent_dim"] == 64 and changed["algo"]["model_training"]["lr"] == 1e-3
+    )
+    with pytest.raises(ConfigError, match="algo.world_model.latent_dim"):
+        apply_overrides(settings, ["algo.world_model.latent=64"])
+    with pytest.raises(ConfigError, match="expects a value like"):
+        apply_overrides(settings, ["algo.world_model.latent_dim=big"])
+    # bench.collect's settings have one section, which may be left out.
+    assert apply_overrides({"env": {}}, ["episode_length=5", "env.early_termination=false"]) == {
+        "env": {"episode_length": 5, "early_termination": False}
+    }
+
+
+def test_collect_takes_the_same_set_grammar(tmp_path: Path) -> None:
+    argv = ["--env", TOY, "--episodes", "3", "--random", "--num-envs", "2", "--out", str(tmp_path / "d")]
+    assert collect.main([*argv, "--set", "env.episode_length=5"]) == 0
+    info = rundir.read_json(tmp_path / "d" / rundir.COLLECT_INFO)
+    assert info["env_overrides"] == {"episode_length": 5} and info["transitions"] == 15
+
+
+@pytest.mark.parametrize("options", [RunOptions, pretrain.PretrainOptions, collect.CollectOptions])
+def test_every_option_is_documented_by_its_field_docstring(options: type, capsys) -> None:
+    docs = cli.field_docs(options)
+    assert {f.name for f in dataclasses.fields(options)} == set(docs) and all(docs.values())
+    parser = cli.build_parser(options, prog="x")
+    help_text = " ".join(parser.format_help().split())
+    for name, doc in docs.items():
+        assert doc.split(". ")[0].rstrip(".") in help_text, name
+
+
+def test_unexpected_errors_are_one_line_unless_debug(capsys, monkeypatch) -> None:
+    def body(options: cli.Options, argv: list[str]) -> int:
+        raise RuntimeError("the disk is full")
+
+    parser = cli.build_parser(cli.Options, prog="python -m bench.x")
+    assert cli.main(cli.Options, parser, [], body) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "RuntimeError: the disk is full" in err and "Traceback" not in err
+    with pytest.raises(RuntimeError):
+        cli.main(cli.Options, parser, ["--debug"], body)
+    monkeypatch.setenv("WARPBENCH_DEBUG", "1")
+    with pytest.raises(RuntimeError):
+        cli.main(cli.Options, parser, [], body)
+
+
+def test_reward_terms_are_logged_per_iteration(tmp_path: Path) -> None:
+    config, _ = published_config("shac", "pwm", TOY)
+    config = dataclasses.replace(
+        config, horizon=4, actor_hidden=(8,), critic_hidden=(8,), critic_iterations=1
+    )
+    shac = SHAC(make_toy_env(num_envs=3, seed=0), config, seed=0)
+    metrics = shac.train_iteration()
+    terms = [metrics[f"reward/{name}"] for name in ("forward", "action", "lateral")]
+    assert sum(terms) == pytest.approx(metrics["reward_mean"], rel=1e-5)
+    assert metrics["reward/action"] < 0 and metrics["reward/lateral"] <= 0
+
+    result = start_run("shac", TOY, preset="smoke", out=tmp_path)
+    train = pd.read_csv(result.run_dir / rundir.TRAIN)
+    forward = train[train["metric"] == "reward/forward"]
+    assert forward["step"].tolist() == [1, 2, 3, 4] and forward["value"].notna().all()
+
+
+def test_resume_of_a_complete_run_does_nothing(tmp_path: Path) -> None:
+    result = start_run("shac", TOY, preset="smoke", out=tmp_path)
+    before = (result.run_dir / rundir.TRAIN).read_bytes()
+    assert resume_run(result.run_dir).status == "complete"
+    assert (result.run_dir / rundir.TRAIN).read_bytes() == before
+    assert torch.load(rundir.checkpoint(result.run_dir, rundir.FINAL), weights_only=False)["iteration"] == 4
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [(["--seed", "-1"], "--seed must be in"), (["--seed", str(2**32)], "--seed must be in")],
+)
+def test_bad_seed_or_out_is_a_usage_error(extra: list[str], message: str, tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(["--algo", "shac", "--env", TOY, "--preset", "smoke", "--out", str(tmp_path), *extra])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    (tmp_path / "file").write_text("")
+    for out in (tmp_path / "file", tmp_path / "file" / "below"):
+        with pytest.raises(SystemExit) as exit_info:
+            run_main(["--algo", "shac", "--env", TOY, "--preset", "smoke", "--out", str(out)])
+        assert exit_info.value.code == 2 and "is a file" in capsys.readouterr().err
+
+
+def test_pretrain_on_a_damaged_dataset_is_one_line(tmp_path: Path, capsys) -> None:
+    data = tmp_path / "data"
+    assert (
+        collect.main(["--env", TOY, "--episodes", "4", "--random", "--num-envs", "2", "--out", str(data)])
+        == 0
+    )
+    chunk = next(data.glob("chunk_*.npz"))
+    chunk.write_bytes(chunk.read_bytes()[:200])  # truncated
+    argv = ["--env", TOY, "--data", str(data), "--preset", "smoke", "--out", str(tmp_path / "runs")]
+    with pytest.raises(SystemExit) as exit_info:
+        pretrain.main(argv)
+    assert exit_info.value.code == 2 and "cannot read the episode dataset" in capsys.readouterr().err
+    (data / "dataset.json").write_text("garbage")
+    with pytest.raises(SystemExit):
+        pretrain.main(argv)
+    assert "cannot read the episode dataset" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_every_preset_fixes_the_thread_count() -> None:
+    for algo, variants in VARIANTS.items():
+        for variant in variants:
+            for preset in PRESETS:
+                threads = resolve_settings(algo, "ant", preset, variant)["run"]["torch_threads"]
+                assert threads == 1, (algo, variant, preset)
+    assert all(pretrain_settings(preset, "ant").torch_threads == 1 for preset in PRESETS)
