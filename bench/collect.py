@@ -98,15 +98,15 @@ def collect(env: Any, policy: Policy, episodes: int, writer: DatasetWriter, prog
 
 @dataclass
 class CollectOptions(cli.Options):
-    env: str = field(default="", metadata={"required": True})
+    env: str = field(default="", metadata=cli.option(required=True))
     """Registered env name."""
-    episodes: int = field(default=0, metadata={"required": True})
+    episodes: int = field(default=0, metadata=cli.option(required=True))
     """Episodes to record (K >= 1)."""
-    policy: str | None = field(default=None, metadata={"metavar": "CHECKPOINT"})
+    policy: str | None = field(default=None, metadata=cli.option(metavar="CHECKPOINT"))
     """A bench.run run directory or checkpoint file (this or --random)."""
     random: bool = False
     """Uniform random actions in [-1, 1] (this or --policy)."""
-    out: str = field(default="", metadata={"metavar": "DATA_DIR", "required": True})
+    out: str = field(default="", metadata=cli.option(metavar="DATA_DIR", required=True))
     """New dataset directory."""
     num_envs: int = 16
     """Parallel envs."""
@@ -116,7 +116,7 @@ class CollectOptions(cli.Options):
     """torch/warp device."""
     deterministic: bool = False
     """Act with tanh(mu) (with --policy)."""
-    overrides: list[str] = field(default_factory=list, metadata={"flag": "--set", "metavar": "KEY=VALUE"})
+    overrides: list[str] = field(default_factory=list, metadata=cli.option(flag="--set", metavar="KEY=VALUE"))
     """Env override passed to envs.make, repeatable: env.NAME=VALUE (or NAME=VALUE), VALUE parsed as JSON,
     else a string (the grammar of bench.run --set); e.g. --set env.early_termination=false."""
 

@@ -300,7 +300,7 @@ def resume_pretrain(
 class PretrainOptions(cli.Options):
     env: str | None = None
     """Env the data was recorded on (required unless --resume)."""
-    data: str | None = field(default=None, metadata={"metavar": "DATA_DIR"})
+    data: str | None = field(default=None, metadata=cli.option(metavar="DATA_DIR"))
     """Episode dataset directory (required unless --resume)."""
     steps: int | None = None
     """Total gradient steps (default: the preset's)."""
@@ -318,7 +318,7 @@ class PretrainOptions(cli.Options):
     """torch device (default cpu; resume: as recorded)."""
     out: str | None = None
     """Root directory for new runs (default: runs)."""
-    resume: str | None = field(default=None, metadata={"metavar": "RUN_DIR"})
+    resume: str | None = field(default=None, metadata=cli.option(metavar="RUN_DIR"))
     """Continue RUN_DIR (only --steps and --device may be given)."""
 
 

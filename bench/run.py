@@ -52,12 +52,12 @@ class RunOptions(cli.Options):
     variant: str | None = None
     """Published configuration of the algorithm; shac: pwm (FoRL/PWM, default) or diffrl (original); pwm:
     online (default, the released single-task driver) or offline (frozen world model)."""
-    world_model: str | None = field(default=None, metadata={"metavar": "CKPT"})
+    world_model: str | None = field(default=None, metadata=cli.option(metavar="CKPT"))
     """pwm: a bench.pretrain checkpoint to learn the policy from (without it the whole pipeline runs)."""
-    data: str | None = field(default=None, metadata={"metavar": "DIR"})
+    data: str | None = field(default=None, metadata=cli.option(metavar="DIR"))
     """pwm: an episode dataset (bench.run --save-data or bench.collect): start states and replay; in the
     pipeline it replaces the SHAC collection stage."""
-    overrides: list[str] = field(default_factory=list, metadata={"flag": "--set", "metavar": "KEY=VALUE"})
+    overrides: list[str] = field(default_factory=list, metadata=cli.option(flag="--set", metavar="KEY=VALUE"))
     """Override a resolved setting, repeatable; KEY is section.name (sections env, algo, run; nested
     settings with more dots, e.g. algo.world_model.latent_dim), VALUE is parsed as JSON (true/false in any
     case), else taken as a string; e.g. --set algo.horizon=16."""
@@ -68,7 +68,7 @@ class RunOptions(cli.Options):
     save_data: bool = False
     """Record every training episode (obs, actions, rewards, terminated, truncated) under RUN_DIR/data/ in
     the algos.dataset format."""
-    resume: str | None = field(default=None, metadata={"metavar": "RUN_DIR"})
+    resume: str | None = field(default=None, metadata=cli.option(metavar="RUN_DIR"))
     """Continue RUN_DIR from checkpoints/latest.pt with its recorded settings (only --device may be
     given)."""
 

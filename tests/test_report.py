@@ -9,8 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import plotting, published, report, rundir
-from bench.report import dataclass_cli
+from bench import cli, plotting, published, report, rundir
 
 ALGOS = ("pwm", "shac")
 ENVS = ("Ant", "Hopper")
@@ -343,7 +342,7 @@ def test_cli_options_are_generated_from_report_options():
     assert options.ci_method == "BCa" and options.formats == ("png", "svg")
     assert options.tau == (0.0, 1.0) and options.task_bootstrap
     # The field docstrings are the help texts.
-    docs = dataclass_cli.field_docs(report.ReportOptions)
+    docs = cli.field_docs(report.ReportOptions)
     help_text = " ".join(parser.format_help().split())
     for name in ("seed", "confidence_level", "curve_resamples"):
         assert docs[name] and docs[name] in help_text, name

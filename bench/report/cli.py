@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.report import dataclass_cli
+from bench import cli
 from bench.report.ingest import coverage_report, load_runs
 from bench.report.options import ReportError, ReportOptions
 from bench.report.output import make_report
@@ -22,14 +22,14 @@ from bench.report.output import make_report
 
 def add_analysis_options(parser: argparse.ArgumentParser, defaults: ReportOptions) -> None:
     """The statistics options of ``bench.report`` and ``bench.published``, with the values of ``defaults``."""
-    dataclass_cli.add_options(parser.add_argument_group("statistics"), defaults)
+    cli.add_options(parser.add_argument_group("statistics"), defaults)
 
 
 def options_from_args(
     parser: argparse.ArgumentParser, args: argparse.Namespace, defaults: ReportOptions
 ) -> ReportOptions:
     """``defaults`` with the parsed statistics options; a bad value exits with code 2."""
-    return dataclass_cli.from_args(parser, args, defaults)
+    return cli.from_args(parser, args, defaults)
 
 
 def check_out_dir(parser: argparse.ArgumentParser, out: Path) -> None:

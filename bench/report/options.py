@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 from bench import stats
-from bench.report.dataclass_cli import NO_CLI, FieldError, check_choices, cli
+from bench.cli import NO_CLI, FieldError, check_choices, option
 
 PROTOCOLS = {
     "final": "final: each run's last logged score (the final policy at the end of its budget)",
@@ -50,10 +50,10 @@ class ReportOptions:
     training return (PWM paper constants; paper reproduction only); 'auto' = minmax when every env has
     reference scores, else none"""
     references: dict[str, list[float]] | None = field(
-        default=None, metadata=cli(flag="--reference", metavar="JSON", parse=read_references)
+        default=None, metadata=option(flag="--reference", metavar="JSON", parse=read_references)
     )
     """reference scores for --normalize minmax/auto, a JSON file {"Ant": [R_min, R_ref], ...}"""
-    n_resamples: int = field(default=stats.DEFAULT_RESAMPLES, metadata=cli(flag="--resamples"))
+    n_resamples: int = field(default=stats.DEFAULT_RESAMPLES, metadata=option(flag="--resamples"))
     """bootstrap resamples for intervals, POI and profiles (the spec asks 50000 for paper figures)"""
     curve_resamples: int = 2_000
     """bootstrap resamples per learning-curve point"""
@@ -65,9 +65,9 @@ class ReportOptions:
     """confidence level of every interval"""
     curve_points: int = 200
     """grid size when runs are logged at different x values and must be interpolated"""
-    smooth: float = field(default=0.0, metadata=cli(metavar="ALPHA"))
+    smooth: float = field(default=0.0, metadata=option(metavar="ALPHA"))
     """EWM smoothing factor in [0, 1) applied to the drawn curves only (data and CSVs stay raw; 0 = none)"""
-    tau: tuple[float, float] | None = field(default=None, metadata=cli(metavar=("LO", "HI")))
+    tau: tuple[float, float] | None = field(default=None, metadata=option(metavar=("LO", "HI")))
     """threshold range of the performance profiles (default: the range of the scores)"""
     task_bootstrap: bool = False
     """resample whole envs instead of runs within envs for the aggregates (labelled; for one run per env)"""
