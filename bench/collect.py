@@ -117,8 +117,9 @@ class CollectOptions(cli.Options):
     deterministic: bool = False
     """Act with tanh(mu) (with --policy)."""
     overrides: list[str] = field(default_factory=list, metadata=cli.option(flag="--set", metavar="KEY=VALUE"))
-    """Env override passed to envs.make, repeatable: env.NAME=VALUE (or NAME=VALUE), VALUE parsed as JSON,
-    else a string (the grammar of bench.run --set); e.g. --set env.early_termination=false."""
+    """Env override passed to envs.make, repeatable: env.NAME=VALUE (or NAME=VALUE), VALUE parsed and
+    checked by the env's settings table (the grammar of bench.run --set); e.g. --set
+    env.early_termination=false."""
 
 
 def build_parser(env_names: list[str]) -> argparse.ArgumentParser:
@@ -140,7 +141,7 @@ def _command(args: CollectOptions, argv: list[str]) -> int:
         raise ConfigError("--episodes and --num-envs must be >= 1")
     if (out / INDEX).exists():
         raise ConfigError(f"{out} already holds a dataset; choose a new --out")
-    overrides = apply_overrides({"env": {}}, args.overrides)["env"]
+    overrides = apply_overrides({"env": {}}, args.overrides, args.env)["env"]
     try:
         env = envs.make(args.env, num_envs=args.num_envs, device=args.device, seed=args.seed, **overrides)
     except (ValueError, TypeError) as error:

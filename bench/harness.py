@@ -39,7 +39,7 @@ from bench.algorithms import ALGORITHMS, RunInputs, Trainer, build_trainer
 from bench.inputs import load_inputs
 from bench.lifecycle import RunResult
 from bench.presets import default_variant, env_overrides, resolve_settings, run_config
-from bench.settings import ConfigError, apply_overrides
+from bench.settings import ConfigError
 
 COMMAND = lifecycle.COMMANDS["run"]
 CHECKPOINT_VERSION = 1
@@ -407,7 +407,7 @@ def start_run(
     """
     lifecycle.check_new_run(seed, out)
     variant = variant or default_variant(algo)
-    settings = apply_overrides(resolve_settings(algo, env, preset, variant), overrides)
+    settings = resolve_settings(algo, env, preset, variant, overrides)
     paths = {
         name: str(Path(path).resolve())
         for name, path in (("world_model", world_model), ("data", data))

@@ -20,6 +20,7 @@ from pathlib import Path
 from bench import rundir
 from bench.harness import resume_run, start_run
 from bench.lifecycle import RunResult
+from bench.presets import resolve_settings
 from bench.pretrain import resume_pretrain, start_pretrain
 
 
@@ -59,6 +60,7 @@ def run_pipeline(
     argv: list[str] | None = None,
 ) -> RunResult:
     """Run (or continue) the three stages; returns the last stage's result (or the first failure)."""
+    resolve_settings("pwm", env, preset, mode, overrides)  # a bad --set stops now, not after two stages
     root = pipeline_root(out, env, seed, preset, mode)
     if data is None:
         result = _stage(

@@ -14,6 +14,7 @@ algorithms themselves know no env names), then the budget preset, then ``--set``
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -23,7 +24,7 @@ from algos.shac import SHACConfig
 from algos.wm_training import WMTrainConfig
 from algos.world_model import WorldModelConfig, world_model_config
 from bench.algorithms import check_algo
-from bench.settings import ConfigError, jsonable
+from bench.settings import ConfigError, apply_overrides
 
 PRESETS = ("smoke", "cpu", "paper")
 PRESET_HELP = {
@@ -144,8 +145,11 @@ def _budget(algo: str, variant: str, config: Any, num_envs: int, preset: str) ->
     return config, num_envs
 
 
-def resolve_settings(algo: str, env: str, preset: str, variant: str | None = None) -> dict[str, Any]:
-    """Default settings of ``algo`` (``variant``, or its default) for ``env`` under ``preset``."""
+def resolve_settings(
+    algo: str, env: str, preset: str, variant: str | None = None, overrides: Iterable[str] = ()
+) -> dict[str, Any]:
+    """Settings of ``algo`` (``variant``, or its default) for ``env`` under ``preset``, then ``--set``
+    ``overrides`` (ConfigError for an unknown key or a bad value)."""
     variant = variant or default_variant(algo)
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
@@ -155,7 +159,8 @@ def resolve_settings(algo: str, env: str, preset: str, variant: str | None = Non
     if preset == "smoke":
         env_settings["episode_length"] = 32
         run = RunConfig(eval_episodes=2, eval_interval=0.5)
-    return jsonable({"env": env_settings, "algo": config.to_dict(), "run": asdict(run)})
+    defaults = {"env": env_settings, "algo": config.to_dict(), "run": asdict(run)}
+    return apply_overrides(defaults, overrides, env)
 
 
 # -- world-model pretraining (bench.pretrain) ----------------------------------------------------------

@@ -59,8 +59,9 @@ class RunOptions(cli.Options):
     pipeline it replaces the SHAC collection stage."""
     overrides: list[str] = field(default_factory=list, metadata=cli.option(flag="--set", metavar="KEY=VALUE"))
     """Override a resolved setting, repeatable; KEY is section.name (sections env, algo, run; nested
-    settings with more dots, e.g. algo.world_model.latent_dim), VALUE is parsed as JSON (true/false in any
-    case), else taken as a string; e.g. --set algo.horizon=16."""
+    settings with more dots, e.g. algo.world_model.latent_dim); env values are parsed and checked by the
+    env's settings table (bools: true/false in any case), others as JSON (true/false in any case), else
+    taken as a string; e.g. --set algo.horizon=16 --set env.early_termination=false."""
     device: str | None = None
     """torch/warp device, e.g. cpu or cuda:0 (default cpu; resume: as recorded)."""
     out: str | None = None

@@ -3,6 +3,8 @@
 Settings are ``{section: {key: value}}`` (``config.json["settings"]``); a value may itself be a nested dict
 (e.g. PWM's ``algo.world_model``), addressed with more dots: ``--set algo.world_model.latent_dim=64``.
 Where the settings have a single section (``bench.collect``: ``env``), the section may be left out.
+Values of ``env`` keys are parsed by the env's own settings table (``envs.parse_override``), the one
+``envs.make`` checks against; the other sections keep the JSON type of their current values.
 """
 
 from __future__ import annotations
@@ -11,8 +13,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-FREE_SECTIONS = ("env",)
-"""Sections whose keys are not known in advance (any env override may be named; the env validates it)."""
+import envs
 
 
 class ConfigError(ValueError):
@@ -20,8 +21,8 @@ class ConfigError(ValueError):
 
 
 def parse_value(text: str) -> Any:
-    """JSON if it parses (numbers, true/false/null, lists, quoted strings), the words true/false in any
-    case as booleans, else the raw string."""
+    """An ``algo``/``run`` value: JSON if it parses (numbers, true/false/null, lists, quoted strings), the
+    words true/false in any case as booleans, else the raw string."""
     try:
         return json.loads(text)
     except json.JSONDecodeError:
@@ -62,10 +63,12 @@ def _check_type(key: str, value: Any, default: Any) -> Any:
     return value
 
 
-def apply_overrides(settings: dict[str, Any], assignments: Iterable[str]) -> dict[str, Any]:
+def apply_overrides(settings: dict[str, Any], assignments: Iterable[str], env: str) -> dict[str, Any]:
     """A copy of ``settings`` with ``section.key=value`` assignments applied in order.
 
-    Keys must exist in the settings, except directly under a free section (``env``).
+    ``env.<key>`` values are parsed and checked by the settings table of the env named ``env``
+    (``envs.parse_override``), so the CLI accepts exactly what ``envs.make`` does; ``seed`` and ``device``
+    come from their own options. Other keys must exist in the settings and keep their value's JSON type.
     """
     settings = jsonable(settings)
     for assignment in assignments:
@@ -79,11 +82,17 @@ def apply_overrides(settings: dict[str, Any], assignments: Iterable[str]) -> dic
         for part in path[:-1]:
             parent = parent.get(part) if isinstance(parent, dict) else None
         name = path[-1]
-        free = len(path) == 2 and path[0] in FREE_SECTIONS and path[0] in settings
-        known = isinstance(parent, dict) and name in parent
-        if not known and not free:
-            valid = ", ".join(flat_keys(settings))
-            raise ConfigError(f"unknown key {key!r}; valid keys: {valid}, env.<any env override>")
-        value = parse_value(text)
-        parent[name] = _check_type(key, value, parent[name]) if known else value
+        if len(path) == 2 and path[0] == "env" and "env" in settings:
+            if name in ("seed", "device"):
+                raise ConfigError(f"env.{name} is set by --{name}, not --set")
+            try:
+                parent[name] = envs.parse_override(env, name, text)
+            except ValueError as error:
+                raise ConfigError(f"--set {assignment}: {error}") from error
+        elif isinstance(parent, dict) and name in parent:
+            parent[name] = _check_type(key, parse_value(text), parent[name])
+        else:
+            raise ConfigError(
+                f"unknown key {key!r}; valid keys: {', '.join(flat_keys(settings))}, env.<setting>"
+            )
     return settings

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
+import envs
 from algos.shac import SHAC
 from bench import cli, collect, pretrain, rundir
 from bench.harness import resume_run, start_run
@@ -86,23 +87,85 @@ def test_each_command_names_the_one_that_resumes_a_directory(tmp_path: Path, cap
 
 
 def test_one_set_grammar_for_every_command() -> None:
-    settings = resolve_settings("pwm", TOY, "smoke")
+    settings = resolve_settings("pwm", "ant", "smoke")
     changed = apply_overrides(
         settings,
         ["env.early_termination=False", "algo.world_model.latent_dim=64", "algo.model_training.lr=1e-3"],
+        "ant",
     )
     assert changed["env"]["early_termination"] is False  # the word, any case: a bool, not a truthy string
     assert (
         changed["algo"]["world_model"]["latent_dim"] == 64 and changed["algo"]["model_training"]["lr"] == 1e-3
     )
     with pytest.raises(ConfigError, match="algo.world_model.latent_dim"):
-        apply_overrides(settings, ["algo.world_model.latent=64"])
+        apply_overrides(settings, ["algo.world_model.latent=64"], "ant")
     with pytest.raises(ConfigError, match="expects a value like"):
-        apply_overrides(settings, ["algo.world_model.latent_dim=big"])
+        apply_overrides(settings, ["algo.world_model.latent_dim=big"], "ant")
     # bench.collect's settings have one section, which may be left out.
-    assert apply_overrides({"env": {}}, ["episode_length=5", "env.early_termination=false"]) == {
+    assert apply_overrides({"env": {}}, ["episode_length=5", "env.early_termination=false"], "ant") == {
         "env": {"episode_length": 5, "early_termination": False}
     }
+
+
+def test_env_settings_are_typed_by_the_envs_own_table() -> None:
+    """``--set env.<key>`` goes through ``envs.parse_override``: the table ``envs.make`` checks against."""
+    changed = resolve_settings("shac", "ant", "smoke", overrides=["env.contact_ke=2e4", "env.substeps=null"])
+    assert changed["env"]["contact_ke"] == 2e4 and changed["env"]["substeps"] is None
+    for bad, message in [
+        ("env.contact_ke=-1", "contact_ke must be a number >= 0"),
+        ("env.early_termination=no", "early_termination must be a bool"),
+        ("env.episode_length=2.5", "episode_length must be an int"),
+        ("env.nonsense=1", "valid keys: num_envs, seed, device, episode_length, early_termination"),
+        ("env.seed=3", "set by --seed"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            resolve_settings("shac", "ant", "smoke", overrides=[bad])
+
+
+def test_set_env_early_termination_false_runs_with_it_off(tmp_path: Path, monkeypatch) -> None:
+    """The string "False" used to be truthy: the env of a real run must have early termination off."""
+    made = []
+
+    def make(*args, **kwargs):
+        env = real_make(*args, **kwargs)
+        made.append(env.cfg.early_termination)
+        return env
+
+    real_make = envs.make
+    monkeypatch.setattr(envs, "make", make)
+    argv = ["--algo", "shac", "--env", "ant", "--preset", "smoke", "--out", str(tmp_path)]
+    assert run_main([*argv, "--set", "env.early_termination=False"]) == 0
+    (run_dir,) = rundir.find_runs(tmp_path)
+    assert rundir.read_json(run_dir / rundir.CONFIG)["settings"]["env"]["early_termination"] is False
+    assert made and made == [False] * len(made)  # training and evaluation envs
+
+
+@pytest.mark.parametrize(
+    ("command", "argv"),
+    [
+        (run_main, ["--algo", "shac", "--env", "ant", "--out", "{out}"]),
+        (run_main, ["--algo", "pwm", "--env", "ant", "--preset", "smoke", "--out", "{out}"]),  # the pipeline
+        (collect.main, ["--env", "ant", "--episodes", "1", "--random", "--out", "{out}/data"]),
+    ],
+    ids=["run", "pwm-pipeline", "collect"],
+)
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("env.contact_ke=-1", "--set env.contact_ke=-1: contact_ke must be a number >= 0 or null, got -1"),
+        ("env.nonsense=1", "--set env.nonsense=1: unknown override 'nonsense' for env 'ant'; valid keys: "),
+    ],
+)
+def test_bad_env_setting_exits_2_with_one_line(
+    command, argv, setting, message, tmp_path: Path, capsys
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        command([*(a.format(out=tmp_path) for a in argv), "--set", setting])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and message in errors[0] and err.endswith(errors[0] + "\n")
+    assert "Traceback" not in err and not any(tmp_path.iterdir())  # rejected before anything is written
 
 
 def test_collect_takes_the_same_set_grammar(tmp_path: Path) -> None:
