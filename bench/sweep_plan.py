@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from bench.presets import ALGORITHMS, PRESETS
+from bench.presets import ALGORITHMS, PRESETS, apply_overrides, resolve_settings
 
 PWM_DATA = ("separate", "shared", "shac")
 
@@ -244,7 +244,18 @@ def build_plan(spec: SweepSpec, env_names: list[str]) -> list[Task]:
                 tasks[task_id] = Task(
                     task_id, "run", algo="pwm", variant=variant, overrides=overrides, inputs=inputs, **common
                 )
-    return dependency_order(list(tasks.values()))
+    plan = dependency_order(list(tasks.values()))
+    for task in plan:
+        if task.command == "run":
+            task_settings(task)  # a bad --set fails here, before anything runs
+    return plan
+
+
+def task_settings(task: Task) -> dict[str, Any]:
+    """The resolved bench.run settings of a run task (ValueError naming a bad override)."""
+    assert task.command == "run" and task.algo is not None, f"{task.id} is not a bench.run task"
+    settings = resolve_settings(task.algo, task.env, task.preset, task.variant)
+    return apply_overrides(settings, task.overrides)
 
 
 def dependency_order(tasks: list[Task]) -> list[Task]:

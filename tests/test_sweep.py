@@ -92,8 +92,10 @@ def test_dry_run_prints_commands_and_measured_estimates(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "6 tasks (4 scored runs)" in text
     assert "--world-model <ant-pwm_pretrain-seed0>/checkpoints/final.pt --data <ant-shac-seed0>/data" in text
-    assert "49.0 min" in text and "results/README.md" in text  # ant SHAC at the cpu preset is measured
-    assert "3 task(s) without a measured time are not counted" in text  # the humanoid is not
+    # ant SHAC at the cpu preset: 2.05M env-steps at the rate measured in results/ (3,030 s)
+    assert "ant-shac-seed0                    50.5 min" in text and "results/ant_shac_vs_pwm/runs.csv" in text
+    assert ">= 27.1 min" in text  # humanoid SHAC: only its simulator's speed is measured (a lower bound)
+    assert "2 task(s) unknown, not counted" in text  # humanoid pretraining and offline PWM
     assert not (tmp_path / "s").exists()
 
 
@@ -102,6 +104,7 @@ def test_bad_arguments_exit_2(tmp_path, capsys):
         ["--algos", "ppo", "--envs", "ant", "--seeds", "0"],
         ["--algos", "shac", "--envs", "cheetah", "--seeds", "0"],
         ["--algos", "shac", "--envs", "ant", "--seeds", "0", "--gpus-per-run", "1"],
+        ["--algos", "shac", "--envs", "ant", "--seeds", "0", "--set", "algo.horizon=eight"],
         ["--resume"],
     ):
         with pytest.raises(SystemExit) as exit_info:
@@ -109,6 +112,7 @@ def test_bad_arguments_exit_2(tmp_path, capsys):
         assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "valid: shac, pwm" in err and "sweep.json does not exist" in err
+    assert "algo.horizon expects a value like 32" in err
 
 
 # -- running ----------------------------------------------------------------------------------------------
@@ -147,20 +151,23 @@ def test_rerun_skips_complete_runs(grid, capsys):
 
 
 def test_failing_cell_is_retried_and_reported(grid, tmp_path, capsys):
-    """The grid grows by seed 2, whose SHAC run gets an invalid override (bench.run exits 2): it is retried,
-    reported failed, and the PWM stages that read it are blocked; seed 0 is complete and skipped."""
+    """The grid grows by seed 2, whose SHAC run diverges (actor learning rate 1e30: bench.run exits 1): it is
+    retried from its checkpoint, reported failed, and the PWM stages that read it are blocked; seed 0 is
+    complete and skipped."""
     path = tmp_path / "grow.json"
-    cell = {"algo": "shac", "seed": 2, "set": ["algo.horizon=eight"]}
+    cell = {"algo": "shac", "seed": 2, "set": ["algo.actor_lr=1e30"]}
     values = {"algos": ["shac", "pwm"], "envs": ["ant"], "seeds": [0, 2], "pwm_data": "shac", "cells": [cell]}
     path.write_text(json.dumps(values))
     assert main(["--file", str(path), "--preset", "smoke", "--out", str(grid), "--retries", "1"]) == 1
     out = capsys.readouterr().out
-    assert out.count("skipped") == 3 and "retry 1 of 1" in out and "failed with exit code 2" in out
+    assert out.count("skipped") == 3 and "retry 1 of 1" in out and "failed with exit code 1" in out
     tasks = manifest(grid)["tasks"]
     entry = tasks["ant-shac-seed2"]
-    assert entry["status"] == "failed" and [a["exit_code"] for a in entry["attempts"]] == [2, 2]
+    assert entry["status"] == "failed" and [a["exit_code"] for a in entry["attempts"]] == [1, 1]
+    assert entry["attempts"][1]["argv"][3:5] == ["--resume", entry["run_dir"]]
     assert tasks["ant-pwm_pretrain-seed2"]["status"] == tasks["ant-pwm-seed2"]["status"] == "blocked"
-    assert "algo.horizon expects a value like 8" in (grid / "logs" / "ant-shac-seed2.log").read_text()
+    assert rundir.read_summary(Path(entry["run_dir"]))["status"] == "failed"
+    assert "actions contain NaN or infinite values" in (grid / "logs" / "ant-shac-seed2.log").read_text()
     assert len(manifest(grid)["invocations"]) >= 2
 
 
