@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def spec_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> SweepSpec:
+def spec_from_args(args: argparse.Namespace) -> SweepSpec:
     """The sweep file's spec (if any) with the grid options given on the command line on top."""
     spec = sweep_plan.load_sweep_file(args.file) if args.file else SweepSpec()
     if args.algos:
@@ -107,12 +107,7 @@ def recorded_plan(out: Path) -> list[Task]:
     path = out / MANIFEST
     if not path.exists():
         raise ValueError(f"{path} does not exist: nothing to resume")
-    tasks = []
-    for entry in read_json(path)["tasks"].values():
-        values = dict(entry["task"])
-        values["overrides"] = tuple(values["overrides"])
-        values["inputs"] = tuple(tuple(pair) for pair in values["inputs"])
-        tasks.append(Task(**values))
+    tasks = [Task.from_dict(entry["task"]) for entry in read_json(path)["tasks"].values()]
     return sweep_plan.dependency_order(tasks)
 
 
@@ -136,11 +131,14 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.retries < 0:
         parser.error(f"--retries must be >= 0, got {args.retries}")
+    if args.workers is not None and args.workers < 1:
+        parser.error(f"--workers must be >= 1, got {args.workers}")
+    grid = ("algos", "envs", "seeds", "preset", "pwm_data", "file", "overrides")
+    if args.resume and any(getattr(args, name) for name in grid):
+        parser.error("--resume runs the plan recorded in OUT/sweep.json; give only --out and backend options")
     try:
         plan = (
-            recorded_plan(out)
-            if args.resume
-            else sweep_plan.build_plan(spec_from_args(parser, args), envs.names())
+            recorded_plan(out) if args.resume else sweep_plan.build_plan(spec_from_args(args), envs.names())
         )
     except (ValueError, OSError) as error:
         parser.error(str(error))

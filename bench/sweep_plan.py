@@ -78,6 +78,12 @@ class Task:
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self)))
 
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Task:
+        """The inverse of :meth:`to_dict` (JSON lists back to tuples)."""
+        inputs = tuple(tuple(pair) for pair in values["inputs"])
+        return cls(**{**values, "overrides": tuple(values["overrides"]), "inputs": inputs})
+
 
 @dataclass
 class SweepSpec:

@@ -210,28 +210,31 @@ def run_sweep(
             finished, _ = wait(list(running), timeout=0.5, return_when=FIRST_COMPLETED)
             for future in finished:
                 task, job = running.pop(future)
-                if future.cancelled() or future.exception() is not None:
-                    # Ray cancelled it before it started, or the backend lost it (e.g. a node died).
-                    error = "cancelled" if future.cancelled() else repr(future.exception())
-                    settle(task, "pending" if stop.signum else "failed", task_run(out, task))
-                    say(task, f"not run: {error}")
-                    continue
-                attempt = future.result()
-                manifest.add_attempt(task.id, job, attempt)
                 run = task_run(out, task)
-                if attempt.exit_code == 0 and is_complete(run):
-                    settle(task, "complete", run)
-                    say(task, f"complete in {attempt.seconds:.1f} s on {attempt.host}")
-                elif stop.signum is not None and attempt.exit_code in INTERRUPT_CODES:
-                    settle(task, "interrupted", run)
-                    say(task, "interrupted (checkpointed)")
-                elif failures[task.id] < retries and stop.signum is None:
+                if future.cancelled():  # queued when the stop came: it never started
+                    settle(task, "pending", run)
+                    continue
+                if future.exception() is not None:  # the backend lost it (e.g. a Ray node died)
+                    outcome = f"lost by the backend ({future.exception()!r})"
+                else:
+                    attempt = future.result()
+                    manifest.add_attempt(task.id, job, attempt)
+                    outcome = f"exit code {attempt.exit_code}"
+                    if attempt.exit_code == 0 and is_complete(run):
+                        settle(task, "complete", run)
+                        say(task, f"complete in {attempt.seconds:.1f} s on {attempt.host}")
+                        continue
+                    if stop.signum is not None and attempt.exit_code in INTERRUPT_CODES:
+                        settle(task, "interrupted", run)
+                        say(task, "interrupted (checkpointed)")
+                        continue
+                if failures[task.id] < retries and stop.signum is None:
                     failures[task.id] += 1
                     settle(task, "pending", run)
-                    say(task, f"exit code {attempt.exit_code}; retry {failures[task.id]} of {retries}")
+                    say(task, f"{outcome}; retry {failures[task.id]} of {retries}")
                 else:
                     settle(task, "failed", run)
-                    say(task, f"failed with exit code {attempt.exit_code}; see {job.log}")
+                    say(task, f"failed: {outcome}; see {job.log}")
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

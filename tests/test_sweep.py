@@ -147,6 +147,9 @@ def test_rerun_skips_complete_runs(grid, capsys):
     assert main([*GRID, "--out", str(grid), "--no-report"]) == 0
     assert capsys.readouterr().out.count("skipped") == 6
     assert {p: p.stat().st_mtime for p in grid.rglob("summary.json")} == before
+    assert main(["--resume", "--out", str(grid), "--no-report"]) == 0  # the plan recorded in sweep.json
+    assert capsys.readouterr().out.count("skipped") == 6
+    assert {p: p.stat().st_mtime for p in grid.rglob("summary.json")} == before
     assert all(len(entry["attempts"]) == 1 for entry in manifest(grid)["tasks"].values())
 
 
@@ -160,7 +163,7 @@ def test_failing_cell_is_retried_and_reported(grid, tmp_path, capsys):
     path.write_text(json.dumps(values))
     assert main(["--file", str(path), "--preset", "smoke", "--out", str(grid), "--retries", "1"]) == 1
     out = capsys.readouterr().out
-    assert out.count("skipped") == 3 and "retry 1 of 1" in out and "failed with exit code 1" in out
+    assert out.count("skipped") == 3 and "retry 1 of 1" in out and "failed: exit code 1" in out
     tasks = manifest(grid)["tasks"]
     entry = tasks["ant-shac-seed2"]
     assert entry["status"] == "failed" and [a["exit_code"] for a in entry["attempts"]] == [1, 1]
