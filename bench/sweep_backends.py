@@ -66,22 +66,30 @@ def run_job(job: Job, cpus: tuple[int, ...] | None = None, on_start=None) -> Att
     with open(job.log, "a") as log:
         log.write(f"\n# {start} on {socket.gethostname()}: {' '.join(argv)}\n")
         log.flush()
-        # Own session: a Ctrl-C at the terminal reaches only the driver, which forwards one SIGINT.
-        process = subprocess.Popen(
-            argv,
-            cwd=CODE_ROOT,
-            env={**os.environ, **job.env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        # A child inherits the signal mask: Ray workers block SIGINT, and a blocked SIGINT would never
+        # reach the run, so it is unblocked while the child is started.
+        mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            # Own session: a Ctrl-C at the terminal reaches only the driver, which forwards one SIGINT.
+            process = subprocess.Popen(
+                argv,
+                cwd=CODE_ROOT,
+                env={**os.environ, **job.env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         if cpus is not None:
             # Pinned before the child has imported torch or Warp, so every thread it starts inherits it.
             os.sched_setaffinity(process.pid, cpus)
         if on_start is not None:
             on_start(process)
         try:
-            exit_code = process.wait()
+            # Short waits: Ray's cancel raises KeyboardInterrupt between them, never inside a blocking wait.
+            while (exit_code := process.poll()) is None:
+                time.sleep(0.2)
         except KeyboardInterrupt:
             process.send_signal(signal.SIGINT)
             exit_code = process.wait()
@@ -174,6 +182,10 @@ class RayBackend:
             }
         }
         options = {} if address else {"num_cpus": num_cpus, "include_dashboard": False}
+        if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+            # Started in the background by a shell: Ray's workers would inherit the ignored SIGINT, and
+            # ray.cancel (how a stop reaches a running task) works through it.
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             ray.init(address=address, runtime_env=runtime_env, log_to_driver=False, **options)
         except (ConnectionError, RuntimeError) as error:

@@ -211,8 +211,8 @@ def run_sweep(
             for future in finished:
                 task, job = running.pop(future)
                 run = task_run(out, task)
-                if future.cancelled():  # queued when the stop came: it never started
-                    settle(task, "pending", run)
+                if future.cancelled() or (stop.signum is not None and future.exception() is not None):
+                    settle(task, "pending", run)  # cancelled by the stop before it started
                     continue
                 if future.exception() is not None:  # the backend lost it (e.g. a Ray node died)
                     outcome = f"lost by the backend ({future.exception()!r})"
