@@ -7,6 +7,7 @@ to a log file) and hand back a ``concurrent.futures.Future`` of its :class:`Atte
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -83,7 +84,8 @@ def run_job(job: Job, cpus: tuple[int, ...] | None = None, on_start=None) -> Att
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         if cpus is not None:
             # Pinned before the child has imported torch or Warp, so every thread it starts inherits it.
-            os.sched_setaffinity(process.pid, cpus)
+            with contextlib.suppress(ProcessLookupError):  # it may already have exited (a bad argument)
+                os.sched_setaffinity(process.pid, cpus)
         if on_start is not None:
             on_start(process)
         try:

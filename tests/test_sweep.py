@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -240,15 +241,29 @@ def test_killed_cell_resumes_and_ctrl_c_checkpoints(tmp_path):
 
 @pytest.mark.slow
 def test_ray_backend_matches_local_bit_for_bit(grid, tmp_path):
+    """The grid on a private 2-CPU Ray instance, Ctrl-C'd once its first checkpoint exists, then rerun: the
+    same evaluation episodes as the local backend's uninterrupted grid, bit for bit."""
     pytest.importorskip("ray", reason="the ray extra is not installed (pip install -e .[ray])")
     from bench.sweep_backends import RayBackend
 
     spec = SweepSpec(algos=["shac", "pwm"], envs=["ant"], seeds=[0, 1], preset="smoke", pwm_data="shac")
     plan = build_plan(spec, envs.names())
+    env = {k: v for k, v in os.environ.items() if k.startswith("WARPBENCH_")}
+
+    def ctrl_c() -> None:
+        _wait_for(lambda: list((tmp_path / "runs").rglob("latest.pt")), "a checkpoint")
+        os.kill(os.getpid(), signal.SIGINT)
+
     backend = RayBackend(None, cpus_per_run=1, num_cpus=2)
     try:
         assert backend.describe().startswith("ray: 1 node(s), 2 CPUs")
-        env = {k: v for k, v in os.environ.items() if k.startswith("WARPBENCH_")}
+        stopper = threading.Thread(target=ctrl_c)
+        stopper.start()
+        assert run_sweep(plan, tmp_path, backend, env=env, backend_name="ray") == 130
+        stopper.join()
+        assert "complete" not in {entry["status"] for entry in manifest(tmp_path)["tasks"].values()} - {
+            "complete"
+        }
         assert run_sweep(plan, tmp_path, backend, env=env, backend_name="ray") == 0
     finally:
         backend.close()
