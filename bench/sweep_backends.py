@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from queue import Queue
+from typing import Protocol
 
 BACKENDS = ("local", "ray")
 # The directory holding the ``bench`` package: subprocesses and Ray workers import this copy of the code.
@@ -53,6 +54,18 @@ class Attempt:
     exit_code: int
     cpus: tuple[int, ...] | None
     """Cores the process was pinned to (local backend), else None."""
+
+
+class Backend(Protocol):
+    """What ``bench.sweep_runner.run_sweep`` drives."""
+
+    def describe(self) -> str: ...
+
+    def submit(self, job: Job) -> Future: ...
+
+    def interrupt(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 def _utc() -> str:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import rundir
-from bench.sweep_backends import Attempt, Job
+from bench.sweep_backends import Attempt, Backend, Job
 from bench.sweep_plan import Task
 
 MANIFEST = "sweep.json"
@@ -153,7 +153,7 @@ class _StopFlag:
 def run_sweep(
     plan: list[Task],
     out: str | Path,
-    backend: Any,
+    backend: Backend,
     *,
     retries: int = 1,
     device: str = "cpu",
