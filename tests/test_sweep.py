@@ -19,7 +19,7 @@ from bench import rundir
 from bench.sweep import main
 from bench.sweep_backends import CODE_ROOT
 from bench.sweep_plan import SweepSpec, build_plan, load_sweep_file, parse_seeds
-from bench.sweep_runner import run_sweep
+from bench.sweep_runner import Manifest, run_sweep
 
 GRID = ["--algos", "shac,pwm", "--envs", "ant", "--seeds", "0-1", "--preset", "smoke", "--pwm-data", "shac"]
 
@@ -98,6 +98,18 @@ def test_dry_run_prints_commands_and_measured_estimates(tmp_path, capsys):
     assert ">= 27.1 min" in text  # humanoid SHAC: only its simulator's speed is measured (a lower bound)
     assert "2 task(s) unknown, not counted" in text  # humanoid pretraining and offline PWM
     assert not (tmp_path / "s").exists()
+
+
+def test_a_sweep_may_grow_but_not_change_its_tasks(tmp_path):
+    def plan(seeds: list[int], preset: str) -> list:
+        return build_plan(SweepSpec(algos=["shac"], envs=["ant"], seeds=seeds, preset=preset), envs.names())
+
+    Manifest(tmp_path, plan([0], "smoke"), [], "local")
+    grown = Manifest(tmp_path, plan([0, 1], "smoke"), [], "local")
+    assert sorted(grown.data["tasks"]) == ["ant-shac-seed0", "ant-shac-seed1"]
+    assert len(grown.data["invocations"]) == 2
+    with pytest.raises(ValueError, match="task ant-shac-seed0 differs from the one recorded"):
+        Manifest(tmp_path, plan([0], "cpu"), [], "local")
 
 
 def test_bad_arguments_exit_2(tmp_path, capsys):
