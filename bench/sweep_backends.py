@@ -136,6 +136,9 @@ class LocalBackend:
         return f"local: {self.workers} processes at a time, pinned"
 
     def submit(self, job: Job) -> Future:
+        with self._lock:
+            self._stopping = False  # a sweep submits nothing after a stop: this is a new one
+        self._futures = [f for f in self._futures if not f.done()]
         future = self._pool.submit(self._run, job)
         self._futures.append(future)
         return future
@@ -203,7 +206,7 @@ class RayBackend:
             signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             ray.init(address=address, runtime_env=runtime_env, log_to_driver=False, **options)
-        except (ConnectionError, RuntimeError) as error:
+        except (ConnectionError, RuntimeError, ValueError) as error:
             raise BackendError(f"could not connect to Ray at {address}: {error}") from None
         self._remote = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=0)(run_job)
         self._refs: list = []
