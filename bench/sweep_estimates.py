@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.pretrain import preset_settings
+from bench.presets import pretrain_settings
 from bench.sweep_plan import Task, task_settings
 from bench.sweep_runner import input_path, start_args
 
@@ -48,7 +48,7 @@ def budget(task: Task) -> float | None:
     """The task's work in the units of its rate, or None where no rate applies."""
     if task.command == "pretrain":
         # The rate is the paper-size model's; the smoke preset trains a tiny one.
-        return None if task.preset == "smoke" else float(preset_settings(task.preset, task.env).steps)
+        return None if task.preset == "smoke" else float(pretrain_settings(task.preset, task.env).steps)
     settings = task_settings(task)
     algo = settings["algo"]
     return float(settings["env"]["num_envs"] * algo["horizon"] * algo["max_epochs"])

@@ -32,7 +32,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from bench.presets import ALGORITHMS, PRESETS, apply_overrides, resolve_settings
+from bench.algorithms import ALGORITHMS
+from bench.presets import PRESETS, VARIANTS, default_variant, resolve_settings
 
 PWM_DATA = ("separate", "shared", "shac")
 
@@ -73,7 +74,7 @@ class Task:
         """What the run-time estimate is keyed by: ``pretrain`` or ``algo:variant``."""
         if self.command == "pretrain":
             return "pretrain"
-        return f"{self.algo}:{self.variant or ALGORITHMS[self.algo].default_variant}"
+        return f"{self.algo}:{self.variant or default_variant(self.algo)}"
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self)))
@@ -164,8 +165,8 @@ def _check(spec: SweepSpec, env_names: list[str]) -> list[tuple[str, str | None]
         algo, _, variant = entry.partition(":")
         if algo not in ALGORITHMS:
             raise ValueError(f"unknown algo {algo!r}; valid: {', '.join(ALGORITHMS)}")
-        if variant and variant not in ALGORITHMS[algo].variants:
-            valid = ", ".join(ALGORITHMS[algo].variants)
+        if variant and variant not in VARIANTS[algo]:
+            valid = ", ".join(VARIANTS[algo])
             raise ValueError(f"unknown variant {variant!r} of {algo}; valid: {valid}")
         pairs.append((algo, variant or None))
     for env in spec.envs:
@@ -260,8 +261,7 @@ def build_plan(spec: SweepSpec, env_names: list[str]) -> list[Task]:
 def task_settings(task: Task) -> dict[str, Any]:
     """The resolved bench.run settings of a run task (ValueError naming a bad override)."""
     assert task.command == "run" and task.algo is not None, f"{task.id} is not a bench.run task"
-    settings = resolve_settings(task.algo, task.env, task.preset, task.variant)
-    return apply_overrides(settings, task.overrides)
+    return resolve_settings(task.algo, task.env, task.preset, task.variant, task.overrides)
 
 
 def dependency_order(tasks: list[Task]) -> list[Task]:

@@ -54,7 +54,7 @@ def is_complete(run: Path | None) -> bool:
 
 def input_path(run: Path, role: str) -> Path:
     """What a task reads from an input task's run: its ``data/`` or its final checkpoint."""
-    return run / "data" if role == "data" else run / rundir.CHECKPOINTS / "final.pt"
+    return run / rundir.DATA if role == "data" else run / rundir.CHECKPOINTS / rundir.FINAL
 
 
 def start_args(out: Path, task: Task, inputs: dict[str, str], device: str) -> list[str]:
@@ -80,7 +80,7 @@ def task_job(out: Path, task: Task, tasks: dict[str, Task], device: str, env: di
     module = "bench.run" if task.command == "run" else "bench.pretrain"
     log = str(out / "logs" / f"{task.id}.log")
     run = task_run(out, task)
-    if run is not None and (run / rundir.CHECKPOINTS / "latest.pt").exists():
+    if run is not None and (run / rundir.CHECKPOINTS / rundir.LATEST).exists():
         return Job(task.id, module, ("--resume", str(run), "--device", device), log, env)
     if run is not None:
         target = out / "abandoned" / task.id / run.name

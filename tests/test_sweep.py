@@ -141,10 +141,10 @@ def test_grid_completes_with_pwm_stages_in_dependency_order(grid):
         assert data["attempts"][0]["end"] <= pretrain["attempts"][0]["start"]
         assert pretrain["attempts"][0]["end"] <= policy["attempts"][0]["start"]
         assert "--save-data" in data["attempts"][0]["argv"]
-        settings = rundir.read_json(Path(policy["run_dir"]) / rundir.CONFIG)["settings"]["algo"]
-        assert settings["dataset"] == str(Path(data["run_dir"]) / "data")
-        assert settings["world_model_checkpoint"] == str(
-            Path(pretrain["run_dir"]) / "checkpoints" / "final.pt"
+        inputs = rundir.read_json(Path(policy["run_dir"]) / rundir.CONFIG)["inputs"]
+        assert inputs["data"] == str((Path(data["run_dir"]) / rundir.DATA).resolve())
+        assert inputs["world_model"] == str(
+            (Path(pretrain["run_dir"]) / rundir.CHECKPOINTS / rundir.FINAL).resolve()
         )
     for entry in tasks.values():
         (attempt,) = entry["attempts"]
