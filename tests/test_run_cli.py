@@ -174,7 +174,7 @@ def test_persistent_nan_fails_and_keeps_last_good_checkpoint(tmp_path: Path, cap
         ([*SMOKE, "--set", "env.bogus=1"], "valid: early_termination"),
         ([*SMOKE, "--set", "horizon"], "section.key=value"),
         (["--env", TOY], "--algo and --env are required"),
-        (["--resume", "somewhere", "--algo", "shac"], "only --device may be given"),
+        (["--resume", "somewhere", "--algo", "shac"], "only --device and --video may be given"),
     ],
 )
 def test_invalid_arguments_exit_2_with_choices(argv: list[str], message: str, tmp_path: Path, capsys) -> None:
