@@ -52,7 +52,7 @@ class Stage:
     count: int
     """Units of work the stage does."""
     seconds_per_unit: float
-    """Measured on this device in the warm-up."""
+    """Measured on this device in the warm-up (NaN: the warm-up failed, the time is unknown)."""
     env_steps: int = 0
     """Env steps the stage consumes (training data; evaluation is not counted)."""
     parameters: dict[str, int] = field(default_factory=dict)
@@ -65,7 +65,7 @@ class Stage:
     """Already complete (a pipeline run again): no time left."""
 
     def __post_init__(self) -> None:
-        if self.count < 0 or not self.seconds_per_unit >= 0.0 or not self.overhead_s >= 0.0:
+        if self.count < 0 or self.seconds_per_unit < 0.0 or self.overhead_s < 0.0:
             raise ValueError(f"stage {self.name!r}: count and times must be >= 0")
 
     @property
@@ -107,7 +107,7 @@ class Plan:
 
     def warning(self) -> str | None:
         """A warning when the estimate exceeds a day, naming a smaller alternative."""
-        if self.seconds <= DAY_S:
+        if not self.seconds > DAY_S:  # within a day, or unknown
             return None
         if self.preset not in ("cpu", "smoke"):
             advice = "--preset cpu is the one-CPU-core budget"
@@ -127,16 +127,20 @@ class Plan:
 
 def seconds_per_call(step: Callable[[], Any], available: int) -> float:
     """Seconds per call of ``step``: :data:`WARMUP_CALLS` untimed calls, then up to :data:`TIMED_CALLS`
-    timed ones, never more calls than ``available`` (>= 1; a trainer must not pass its budget)."""
+    timed ones, never more calls than ``available`` (>= 1; a trainer must not pass its budget). NaN when
+    ``step`` raises FloatingPointError (persistent nan/inf gradients): the run itself will report it."""
     if available < 1:
         raise ValueError(f"need at least one call to measure, got {available}")
     warmup = min(WARMUP_CALLS, available - 1)
-    for _ in range(warmup):
-        step()
     calls = min(TIMED_CALLS, available - warmup)
-    start = time.perf_counter()
-    for _ in range(calls):
-        step()
+    try:
+        for _ in range(warmup):
+            step()
+        start = time.perf_counter()
+        for _ in range(calls):
+            step()
+    except FloatingPointError:
+        return math.nan
     return (time.perf_counter() - start) / calls
 
 

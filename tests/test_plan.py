@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from pathlib import Path
 
@@ -66,6 +67,13 @@ def test_seconds_per_call_never_passes_the_budget() -> None:
     assert len(calls) == plan.WARMUP_CALLS + plan.TIMED_CALLS
     with pytest.raises(ValueError, match="at least one"):
         plan.seconds_per_call(lambda: None, 0)
+
+    def diverges() -> None:
+        raise FloatingPointError("nan gradients")
+
+    unknown = stage(per_unit=plan.seconds_per_call(diverges, 5))
+    assert math.isnan(unknown.seconds) and "= ?" in plan.stage_lines(1, 1, unknown)[0]
+    assert plan.Plan("cmd", "cpu", (unknown,)).warning() is None
 
 
 def test_stage_clock_eta_uses_the_measured_rate_then_later_stages() -> None:
