@@ -435,9 +435,12 @@ def resolve_run(
     }
 
 
-def measure_training(config: dict[str, Any], device: str, inputs: RunInputs, name: str = "") -> plan.Stage:
-    """The plan's stage of a run: a throwaway env, eval env and trainer of ``config`` (on the warm-up seed
-    stream, global RNGs restored afterwards) time a few training iterations and evaluation steps."""
+def measure_training(
+    config: dict[str, Any], device: str, inputs: RunInputs, name: str = "", done: int = 0
+) -> plan.Stage:
+    """The plan's stage of a run (``done``: iterations already done, for a resume): a throwaway env, eval
+    env and trainer of ``config`` (on the warm-up seed stream, global RNGs restored afterwards) time a few
+    training iterations and evaluation steps."""
     settings, run = config["settings"], run_config(config["settings"])
     seed = stream_seed(config["seed"], WARMUP_STREAM)
     with plan.isolated(run.torch_threads):
@@ -450,17 +453,23 @@ def measure_training(config: dict[str, Any], device: str, inputs: RunInputs, nam
             lambda: eval_env.step(trainer.act(obs, deterministic=True)), eval_env.max_episode_steps
         )
     every = max(1, round(run.eval_interval * trainer.max_iterations))
-    evaluations = plan.evaluation_points(trainer.max_iterations, every)
+    evaluations = plan.evaluation_points(trainer.max_iterations, every, done)
+    left = trainer.max_iterations - done
     return plan.Stage(
         name or f"{config['algo']} ({config['variant']}) training",
         "iteration",
-        trainer.max_iterations,
+        left,
         per_iteration,
-        env_steps=trainer.max_iterations * trainer.env_steps_per_iteration,
+        env_steps=left * trainer.env_steps_per_iteration,
         parameters=plan.module_parameters(trainer),
         overhead_s=evaluations * eval_env.max_episode_steps * per_eval_step,
         overhead=f"{evaluations} evaluations of at most {eval_env.max_episode_steps} steps",
     )
+
+
+def print_plan(config: dict[str, Any], stage: plan.Stage, device: str) -> None:
+    command = f"{COMMAND} --algo {config['algo']} --env {config['env']}"
+    print(plan.Plan(command, device, (stage,), config["preset"]).format(), flush=True)
 
 
 def start_run(
@@ -514,8 +523,7 @@ def start_run(
     )
     if clock is None:
         stage = measure_training(config, device, inputs)
-        the_plan = plan.Plan(f"{COMMAND} --algo {algo} --env {env}", device, (stage,), preset)
-        print(the_plan.format(), flush=True)
+        print_plan(config, stage, device)
     if dry_run:
         return RunResult(None, "planned", 0)
     session = _Session(config, device, inputs, clock)
@@ -531,12 +539,13 @@ def resume_run(
     argv: list[str] | None = None,
     on_iteration: Callable[[int], None] | None = None,
     video: bool = False,
+    dry_run: bool = False,
     clock: plan.StageClock | None = None,
 ) -> RunResult:
     """Continue ``run_dir`` from ``checkpoints/latest.pt``; rows logged after that checkpoint are dropped.
 
     ``video`` turns on ``--video`` recordings from here on (a run started with them keeps them);
-    ``clock``: as for :func:`start_run`.
+    ``dry_run`` prints the plan of what is left and returns; ``clock``: as for :func:`start_run`.
 
     Every input (config, summary, checkpoint, CSVs, datasets) is read before any file is rewritten.
     """
@@ -558,7 +567,12 @@ def resume_run(
         )
     ]
     config["video"] = bool(config.get("video", False) or video)
-    session = _Session(config, device, load_inputs(config.get("inputs", {})), clock)
+    inputs = load_inputs(config.get("inputs", {}))
+    if clock is None:
+        print_plan(config, measure_training(config, device, inputs, done=state["iteration"]), device)
+    if dry_run:
+        return RunResult(None, "planned", 0)
+    session = _Session(config, device, inputs, clock)
     session.open(run_dir)
     session.restore(state)
     for table in tables:

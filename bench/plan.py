@@ -144,9 +144,14 @@ def seconds_per_call(step: Callable[[], Any], available: int) -> float:
     return (time.perf_counter() - start) / calls
 
 
-def evaluation_points(iterations: int, every: int) -> int:
-    """Evaluations of a run: at the start, every ``every`` iterations, and at the end."""
-    return 1 + iterations // every + (iterations % every != 0)
+def evaluation_points(iterations: int, every: int, done: int = 0) -> int:
+    """Evaluations of a run still to come after iteration ``done``: at the start (``done`` 0 only: the
+    start of a fresh run), every ``every`` iterations, and at the end."""
+    if not 0 <= done <= iterations:
+        raise ValueError(f"done must be in [0, {iterations}], got {done}")
+    if done == iterations:
+        return 0
+    return (done == 0) + iterations // every - done // every + (iterations % every != 0)
 
 
 def module_parameters(obj: Any) -> dict[str, int]:

@@ -67,10 +67,11 @@ def _subset(dataset: EpisodeDataset, settings: PretrainSettings, seed: int) -> E
 
 
 def measure_pretraining(
-    settings: PretrainSettings, dataset: EpisodeDataset, device: str, seed: int = 0
+    settings: PretrainSettings, dataset: EpisodeDataset, device: str, seed: int = 0, done: int = 0
 ) -> plan.Stage:
-    """The plan's stage of a pretraining run: a throwaway model of ``settings`` (global RNGs restored
-    afterwards) times a few gradient steps on ``dataset`` (its sampling included)."""
+    """The plan's stage of a pretraining run (``done``: steps already done, for a resume): a throwaway
+    model of ``settings`` (global RNGs restored afterwards) times a few gradient steps on ``dataset`` (its
+    sampling included)."""
     with plan.isolated(settings.torch_threads):
         model = WorldModel(dataset.info["obs_dim"], dataset.info["act_dim"], settings.world_model).to(device)
         trainer = WorldModelTrainer(model, settings.train, seed)
@@ -80,7 +81,7 @@ def measure_pretraining(
     return plan.Stage(
         "world-model pretraining",
         "step",
-        settings.steps,
+        settings.steps - done,
         per_step,
         parameters={"world_model": parameter_count(model)},
     )
@@ -248,6 +249,11 @@ def plot_loss_curve(run_dir: str | Path) -> Path | None:
     return saved
 
 
+def print_plan(config: dict[str, Any], stage: plan.Stage, device: str) -> None:
+    the_plan = plan.Plan(f"{COMMAND} --env {config['env']}", device, (stage,), config["preset"])
+    print(the_plan.format(), flush=True)
+
+
 def start_pretrain(
     env: str,
     data: str | Path,
@@ -288,8 +294,7 @@ def start_pretrain(
     dataset = _read_dataset(data, env, settings.train.horizon)
     config["data"]["dataset_transitions"] = dataset.num_transitions
     if clock is None:
-        stage = measure_pretraining(settings, dataset, device, seed)
-        print(plan.Plan(f"{COMMAND} --env {env}", device, (stage,), preset).format(), flush=True)
+        print_plan(config, measure_pretraining(settings, dataset, device, seed), device)
     if dry_run:
         return RunResult(None, "planned", 0)
     session = _Session(config, device, dataset, clock)
@@ -305,10 +310,11 @@ def resume_pretrain(
     device: str | None = None,
     argv: list[str] | None = None,
     on_step: Callable[[int], None] | None = None,
+    dry_run: bool = False,
     clock: plan.StageClock | None = None,
 ) -> RunResult:
-    """Continue ``run_dir`` from ``checkpoints/latest.pt`` (``steps``: a new, larger total; ``clock``: a
-    pipeline stage).
+    """Continue ``run_dir`` from ``checkpoints/latest.pt`` (``steps``: a new, larger total; ``dry_run``:
+    print the plan of what is left and return; ``clock``: a pipeline stage).
 
     Every input (config, summary, checkpoint, loss curve, dataset) is read before any file is rewritten.
     """
@@ -326,6 +332,11 @@ def resume_pretrain(
     device = device or config["device"]
     curve = rundir.read_rows(run_dir / rundir.PRETRAIN_CSV, "step", done)
     session = _Session(config, device, clock=clock)
+    if clock is None:
+        stage = measure_pretraining(session.settings, session.dataset, device, config["seed"], done)
+        print_plan(config, stage, device)
+    if dry_run:
+        return RunResult(None, "planned", 0)
     session.run_dir = run_dir
     session.restore(state)
     curve.write()
@@ -358,7 +369,7 @@ class PretrainOptions(cli.Options):
     out: str | None = None
     """Root directory for new runs (default: runs)."""
     resume: str | None = field(default=None, metadata=cli.option(metavar="RUN_DIR"))
-    """Continue RUN_DIR (only --steps and --device may be given)."""
+    """Continue RUN_DIR (only --steps, --device and --dry-run may be given)."""
     dry_run: bool = False
     """Print the plan (stages, steps, model size, device, estimated time from a short measured warm-up)
     and exit without creating a run directory."""
@@ -385,10 +396,14 @@ def build_parser(env_names: list[str]) -> argparse.ArgumentParser:
 
 def _command(args: PretrainOptions, argv: list[str]) -> int:
     if args.resume:
-        fixed = ("env", "data", "preset", "size", "variant", "reward_bins", "seed", "out", "dry_run")
+        fixed = ("env", "data", "preset", "size", "variant", "reward_bins", "seed", "out")
         if cli.given(args, fixed):
-            raise ConfigError("--resume takes its settings from the run directory; only --steps and --device")
-        return resume_pretrain(args.resume, steps=args.steps, device=args.device, argv=argv).exit_code
+            raise ConfigError(
+                "--resume takes its settings from the run directory; only --steps, --device and --dry-run"
+            )
+        return resume_pretrain(
+            args.resume, steps=args.steps, device=args.device, argv=argv, dry_run=args.dry_run
+        ).exit_code
     if args.env is None or args.data is None:
         raise ConfigError("--env and --data are required (or --resume RUN_DIR)")
     return start_pretrain(

@@ -87,8 +87,8 @@ class RunOptions(cli.Options):
     """Print the plan (stages, iterations, env steps, parameters, device, estimated time from a short
     measured warm-up) and exit without creating a run directory."""
     resume: str | None = field(default=None, metadata=cli.option(metavar="RUN_DIR"))
-    """Continue RUN_DIR from checkpoints/latest.pt with its recorded settings (only --device and --video
-    may be given)."""
+    """Continue RUN_DIR from checkpoints/latest.pt with its recorded settings (only --device, --video and
+    --dry-run may be given)."""
 
 
 def build_parser(env_names: list[str]) -> argparse.ArgumentParser:
@@ -114,11 +114,14 @@ def _command(args: RunOptions, argv: list[str]) -> int:
         raise ConfigError("--video needs imageio-ffmpeg: pip install 'warpbench[video]'")
     if args.resume:
         fixed = ("algo", "env", "seed", "preset", "variant", "out", "world_model", "data", "overrides")
-        if cli.given(args, [*fixed, "save_data", "dry_run"]):
+        if cli.given(args, [*fixed, "save_data"]):
             raise ConfigError(
-                "--resume takes its settings from the run directory; only --device and --video may be given"
+                "--resume takes its settings from the run directory; only --device, --video and --dry-run "
+                "may be given"
             )
-        return resume_run(args.resume, device=args.device, argv=argv, video=args.video).exit_code
+        return resume_run(
+            args.resume, device=args.device, argv=argv, video=args.video, dry_run=args.dry_run
+        ).exit_code
     if args.algo is None or args.env is None:
         raise ConfigError("--algo and --env are required (or --resume RUN_DIR)")
     if args.algo != "pwm" and (args.world_model or args.data):

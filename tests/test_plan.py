@@ -57,6 +57,8 @@ def test_evaluation_points_match_the_harness_schedule() -> None:
     assert plan.evaluation_points(4, 2) == 3  # start, 2, 4
     assert plan.evaluation_points(5, 2) == 4  # start, 2, 4, 5 (the end)
     assert plan.evaluation_points(2000, 40) == 51
+    assert plan.evaluation_points(5, 2, done=3) == 2  # a resume from iteration 3: 4 and 5
+    assert plan.evaluation_points(4, 2, done=2) == 1 and plan.evaluation_points(4, 2, done=4) == 0
 
 
 def test_seconds_per_call_never_passes_the_budget() -> None:

@@ -101,7 +101,7 @@ def comparable(run_dir: Path) -> dict[str, pd.DataFrame]:
     }
 
 
-def test_interrupt_and_resume_equals_uninterrupted_run(tmp_path: Path) -> None:
+def test_interrupt_and_resume_equals_uninterrupted_run(tmp_path: Path, capsys) -> None:
     def run(out: Path, **kwargs) -> Path:
         start_run("shac", TOY, preset="smoke", overrides=RESUME_SETTINGS, save_data=True, out=out, **kwargs)
         return only_run(out)
@@ -117,6 +117,13 @@ def test_interrupt_and_resume_equals_uninterrupted_run(tmp_path: Path) -> None:
     assert summary["status"] == "interrupted" and summary["iterations"] == 3
     assert load_checkpoint(resumed)["iteration"] == 3
     assert not (resumed / rundir.CHECKPOINTS / "final.pt").exists()
+
+    capsys.readouterr()
+    assert main(["--resume", str(resumed), "--dry-run"]) == 0  # the plan of what is left; nothing changes
+    plan_text = capsys.readouterr().out
+    assert "3 iterations x" in plan_text and "2 evaluations of at most 32 steps" in plan_text
+    assert rundir.read_summary(resumed)["status"] == "interrupted"
+    assert rundir.read_json(resumed / rundir.CONFIG)["resumes"] == []
 
     assert main(["--resume", str(resumed)]) == 0
     assert rundir.read_summary(resumed)["status"] == "complete"
@@ -176,7 +183,7 @@ def test_persistent_nan_fails_and_keeps_last_good_checkpoint(tmp_path: Path, cap
         ([*SMOKE, "--set", "env.bogus=1"], "valid: early_termination"),
         ([*SMOKE, "--set", "horizon"], "section.key=value"),
         (["--env", TOY], "--algo and --env are required"),
-        (["--resume", "somewhere", "--algo", "shac"], "only --device and --video may be given"),
+        (["--resume", "somewhere", "--algo", "shac"], "only --device, --video and --dry-run"),
     ],
 )
 def test_invalid_arguments_exit_2_with_choices(argv: list[str], message: str, tmp_path: Path, capsys) -> None:
