@@ -21,6 +21,7 @@ run with status "failed", keeping the last good checkpoint. These lifecycle piec
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Callable
@@ -301,7 +302,7 @@ class _Session:
         done = self.trainer.iteration - self.session_start_iteration
         remaining = self.trainer.max_iterations - self.trainer.iteration
         elapsed = time.perf_counter() - self.session_start
-        eta = elapsed / done * remaining if done else (0.0 if remaining == 0 else float("inf"))
+        eta = elapsed / done * remaining if done else (0.0 if remaining == 0 else math.inf)
         rate = self.env_steps / self.train_time_s if self.train_time_s > 0 else 0.0
         iteration_rate = self.trainer.iteration / self.train_time_s if self.train_time_s > 0 else 0.0
         return (

@@ -139,6 +139,8 @@ def seconds_per_call(step: Callable[[], Any], available: int) -> float:
         start = time.perf_counter()
         for _ in range(calls):
             step()
+        if torch.cuda.is_initialized():  # kernels launched asynchronously count too
+            torch.cuda.synchronize()
     except FloatingPointError:
         return math.nan
     return (time.perf_counter() - start) / calls

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,6 +113,11 @@ def build_parser(env_names: list[str]) -> argparse.ArgumentParser:
 def _command(args: RunOptions, argv: list[str]) -> int:
     if args.video and importlib.util.find_spec("imageio_ffmpeg") is None:
         raise ConfigError("--video needs imageio-ffmpeg: pip install 'warpbench[video]'")
+    if args.video and not (headless.available_backend() or os.environ.get("MUJOCO_GL")):
+        raise ConfigError(
+            "--video needs a headless OpenGL library: libEGL (apt-get install libegl1) or libOSMesa "
+            "(apt-get install libosmesa6)"
+        )
     if args.resume:
         fixed = ("algo", "env", "seed", "preset", "variant", "out", "world_model", "data", "overrides")
         if cli.given(args, [*fixed, "save_data"]):

@@ -202,6 +202,7 @@ def test_help_documents_every_option(capsys) -> None:
     for option in ("--algo", "--env", "--seed", "--preset", "--variant", "--set", "--device", "--out"):
         assert option in text
     assert "--save-data" in text and "--resume" in text and "exit codes" in text
+    assert "--dry-run" in text and "--video" in text and "plan" in text
 
 
 def test_config_json_is_valid_json_with_resolved_settings(tmp_path: Path) -> None:
