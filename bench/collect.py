@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import math
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from tqdm import tqdm
 
 import envs
 from algos.dataset import INDEX, DatasetWriter, EpisodeRecorder
-from bench import cli, rundir
+from bench import cli, plan, rundir
 from bench.algorithms import build_trainer
 from bench.inputs import load_inputs
 from bench.presets import env_overrides
@@ -96,6 +97,19 @@ def collect(env: Any, policy: Policy, episodes: int, writer: DatasetWriter, prog
     return steps
 
 
+def measure_collection(env: Any, policy: Policy, episodes: int) -> plan.Stage:
+    """The plan's stage of a collection: a few batched steps of ``policy`` on ``env`` (both throwaway
+    copies: the recording's env and policy streams are untouched), timed. Each env finishes at least one
+    episode per ``max_episode_steps`` steps, so the step count is an upper bound."""
+    obs = env.reset()
+    with torch.no_grad(), plan.isolated(None):
+        per_step = plan.seconds_per_call(
+            lambda: env.step(policy(obs).clamp(-1.0, 1.0)), env.max_episode_steps
+        )
+    steps = math.ceil(episodes / env.num_envs) * env.max_episode_steps
+    return plan.Stage("collection (at most)", "batch step", steps, per_step, env_steps=steps * env.num_envs)
+
+
 @dataclass
 class CollectOptions(cli.Options):
     env: str = field(default="", metadata=cli.option(required=True))
@@ -120,6 +134,9 @@ class CollectOptions(cli.Options):
     """Env override passed to envs.make, repeatable: env.NAME=VALUE (or NAME=VALUE), VALUE parsed and
     checked by the env's settings table (the grammar of bench.run --set); e.g. --set
     env.early_termination=false."""
+    dry_run: bool = False
+    """Print the plan (env steps at most, device, estimated time from a few measured steps) and exit
+    without writing the dataset."""
 
 
 def build_parser(env_names: list[str]) -> argparse.ArgumentParser:
@@ -152,6 +169,16 @@ def _command(args: CollectOptions, argv: list[str]) -> int:
         policy, run_config = checkpoint_policy(args.policy, args.deterministic, args.device)
         if run_config["env"] != args.env:
             raise ConfigError(f"the policy was trained on {run_config['env']!r}, not {args.env!r}")
+    # The plan's warm-up runs on copies: another env and a policy of its own (its own noise stream).
+    copy = envs.make(args.env, num_envs=args.num_envs, device=args.device, seed=args.seed + 1, **overrides)
+    if args.random:
+        warmup_policy = random_policy(env.act_dim, args.seed + 1, args.device)
+    else:
+        warmup_policy, _ = checkpoint_policy(args.policy, args.deterministic, args.device)
+    stage = measure_collection(copy, warmup_policy, args.episodes)
+    print(plan.Plan(f"bench.collect --env {args.env}", args.device, (stage,)).format(), flush=True)
+    if args.dry_run:
+        return 0
     info = {
         "source": "bench.collect",
         "policy": "random" if args.random else str(Path(args.policy).resolve()),

@@ -34,7 +34,7 @@ import torch
 
 import envs
 from algos.dataset import DatasetWriter, EpisodeRecorder
-from bench import lifecycle, rundir
+from bench import lifecycle, plan, rundir
 from bench.algorithms import ALGORITHMS, RunInputs, Trainer, build_trainer
 from bench.inputs import load_inputs
 from bench.lifecycle import RunResult
@@ -44,6 +44,8 @@ from bench.settings import ConfigError
 COMMAND = lifecycle.COMMANDS["run"]
 CHECKPOINT_VERSION = 1
 ENV_STREAM, EVAL_STREAM, TRAINER_STREAM = 0, 1, 2
+WARMUP_STREAM, VIDEO_STREAM = 3, 4
+"""Seed streams of the plan's throwaway warm-up and of ``--video`` recordings: apart from the run's."""
 STREAMS = {"train_env": ENV_STREAM, "eval_env": EVAL_STREAM, "trainer": TRAINER_STREAM}
 BEST_LABEL = "best-over-training: max over evaluation points of return_mean (optimistic, not the score)"
 
@@ -94,15 +96,7 @@ def iqm(values: np.ndarray) -> float:
     return float(ordered[cut : len(ordered) - cut].mean())
 
 
-def _format_duration(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}"
-
-
-def _make_env(config: dict[str, Any], num_envs: int, seed: int, device: str) -> Any:
+def make_env(config: dict[str, Any], num_envs: int, seed: int, device: str) -> Any:
     try:
         return envs.make(
             config["env"], num_envs=num_envs, device=device, seed=seed, **env_overrides(config["settings"])
@@ -114,9 +108,13 @@ def _make_env(config: dict[str, Any], num_envs: int, seed: int, device: str) -> 
 class _Session:
     """One process's share of a run: envs, trainer, counters and the files it appends to."""
 
-    def __init__(self, config: dict[str, Any], device: str, inputs: RunInputs) -> None:
+    def __init__(
+        self, config: dict[str, Any], device: str, inputs: RunInputs, clock: plan.StageClock | None = None
+    ) -> None:
         self.config = config
         self.device = device
+        self.clock = clock
+        self.video = bool(config.get("video", False))
         settings = config["settings"]
         seed = config["seed"]
         self.run = run_config(settings)
@@ -125,8 +123,8 @@ class _Session:
         random.seed(seed)
         np.random.seed(seed)
         torch.manual_seed(seed)
-        self.env = _make_env(config, settings["env"]["num_envs"], stream_seed(seed, ENV_STREAM), device)
-        self.eval_env = _make_env(config, self.run.eval_episodes, stream_seed(seed, EVAL_STREAM), device)
+        self.env = make_env(config, settings["env"]["num_envs"], stream_seed(seed, ENV_STREAM), device)
+        self.eval_env = make_env(config, self.run.eval_episodes, stream_seed(seed, EVAL_STREAM), device)
         self.trainer: Trainer = build_trainer(
             config["algo"], self.env, settings["algo"], stream_seed(seed, TRAINER_STREAM), inputs
         )
@@ -279,10 +277,26 @@ class _Session:
             for i, (r, n, t) in enumerate(zip(returns, result.lengths, result.terminated, strict=True))
         ]
         rundir.append_rows(self.run_dir / rundir.EVAL_EPISODES, rundir.EPISODE_COLUMNS, episodes)
+        if self.video:
+            self.record_video(env_steps)
         self.last_eval = {k: row[k] for k in ("env_steps", "return_mean", "return_std", "return_iqm")}
         if self.best is None or row["return_mean"] > self.best["return_mean"]:
             self.best = {"env_steps": env_steps, "return_mean": row["return_mean"]}
         return self.progress_line(row)
+
+    def record_video(self, env_steps: int) -> None:
+        """One deterministic episode into ``RUN_DIR/videos/`` (``--video``): its own env, on its own seed
+        stream (the same start at every evaluation point), so the run's random streams are untouched."""
+        from bench.video import evaluation_video  # the renderer and encoder load only for --video runs
+
+        evaluation_video(
+            self.run_dir,
+            self.config,
+            lambda obs: self.trainer.act(obs, deterministic=True),
+            env_steps,
+            seed=stream_seed(self.config["seed"], VIDEO_STREAM),
+            device=self.device,
+        )
 
     def progress_line(self, row: dict[str, Any]) -> str:
         done = self.trainer.iteration - self.session_start_iteration
@@ -298,8 +312,8 @@ class _Session:
             f"env-steps {self.env_steps:,} | "
             f"return {row['return_mean']:.1f} ± {row['return_std']:.1f} (IQM {row['return_iqm']:.1f}) | "
             f"{rate:,.0f} steps/s, {iteration_rate:.2f} it/s | "
-            f"elapsed {_format_duration(self.wall_time_s())} | "
-            f"ETA {_format_duration(eta)}"
+            f"elapsed {plan.format_duration(self.wall_time_s())} | "
+            f"ETA {plan.format_duration(eta)}"
         )
 
     def write_summary(self, status: str, error: str | None) -> None:
@@ -338,7 +352,7 @@ class _Session:
 
     def train(self, on_iteration: Callable[[int], None] | None, fresh: bool) -> RunResult:
         at_boundary = not fresh
-        progress = lifecycle.Progress(self.trainer.max_iterations, self.trainer.iteration, "it")
+        progress = lifecycle.Progress(self.trainer.max_iterations, self.trainer.iteration, "it", self.clock)
         try:
             with lifecycle.outcome("iteration") as result:
                 if fresh:
@@ -360,7 +374,7 @@ class _Session:
                         progress.line(self.evaluate())
                         self.save_checkpoint(final=last)
                     at_boundary = True
-                    progress.bar.update(1)
+                    progress.advance()
                     if on_iteration is not None:
                         on_iteration(self.trainer.iteration)
         except BaseException as failure:
@@ -382,6 +396,83 @@ class _Session:
         return RunResult(self.run_dir, result.status, result.exit_code)
 
 
+def resolve_run(
+    algo: str,
+    env: str,
+    inputs: RunInputs,
+    *,
+    seed: int = 0,
+    preset: str = "paper",
+    variant: str | None = None,
+    overrides: tuple[str, ...] | list[str] = (),
+    device: str = "cpu",
+    save_data: bool = False,
+    video: bool = False,
+    paths: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """A run's ``config.json`` content before it starts (ConfigError for invalid settings).
+
+    A pretrained model in ``inputs`` brings its architecture: ``settings.algo.world_model`` records it;
+    ``paths`` are the files the inputs were read from.
+    """
+    variant = variant or default_variant(algo)
+    settings = resolve_settings(algo, env, preset, variant, overrides)
+    if inputs.world_model is not None:
+        if any(o.startswith("algo.world_model.") or o.startswith("algo.world_model=") for o in overrides):
+            raise ConfigError("algo.world_model comes from the --world-model checkpoint; it cannot be set")
+        settings["algo"]["world_model"] = inputs.world_model.config.to_dict()
+    return {
+        "algo": algo,
+        "env": env,
+        "seed": seed,
+        "preset": preset,
+        "variant": variant,
+        "device": device,
+        "save_data": save_data,
+        "video": video,
+        "settings": settings,
+        "inputs": dict(paths or {}),
+        "seeds": {name: stream_seed(seed, s) for name, s in STREAMS.items()},
+    }
+
+
+def measure_training(
+    config: dict[str, Any], device: str, inputs: RunInputs, name: str = "", done: int = 0
+) -> plan.Stage:
+    """The plan's stage of a run (``done``: iterations already done, for a resume): a throwaway env, eval
+    env and trainer of ``config`` (on the warm-up seed stream, global RNGs restored afterwards) time a few
+    training iterations and evaluation steps."""
+    settings, run = config["settings"], run_config(config["settings"])
+    seed = stream_seed(config["seed"], WARMUP_STREAM)
+    with plan.isolated(run.torch_threads):
+        env = make_env(config, settings["env"]["num_envs"], seed, device)
+        trainer = build_trainer(config["algo"], env, settings["algo"], seed, inputs)
+        per_iteration = plan.seconds_per_call(trainer.train_iteration, trainer.max_iterations)
+        eval_env = make_env(config, run.eval_episodes, seed, device)
+        obs = eval_env.reset()
+        per_eval_step = plan.seconds_per_call(
+            lambda: eval_env.step(trainer.act(obs, deterministic=True)), eval_env.max_episode_steps
+        )
+    every = max(1, round(run.eval_interval * trainer.max_iterations))
+    evaluations = plan.evaluation_points(trainer.max_iterations, every, done)
+    left = trainer.max_iterations - done
+    return plan.Stage(
+        name or f"{config['algo']} ({config['variant']}) training",
+        "iteration",
+        left,
+        per_iteration,
+        env_steps=left * trainer.env_steps_per_iteration,
+        parameters=plan.module_parameters(trainer),
+        overhead_s=evaluations * eval_env.max_episode_steps * per_eval_step,
+        overhead=f"{evaluations} evaluations of at most {eval_env.max_episode_steps} steps",
+    )
+
+
+def print_plan(config: dict[str, Any], stage: plan.Stage, device: str) -> None:
+    command = f"{COMMAND} --algo {config['algo']} --env {config['env']}"
+    print(plan.Plan(command, device, (stage,), config["preset"]).format(), flush=True)
+
+
 def start_run(
     algo: str,
     env: str,
@@ -393,44 +484,50 @@ def start_run(
     device: str = "cpu",
     out: str | Path = "runs",
     save_data: bool = False,
+    video: bool = False,
     world_model: str | Path | None = None,
     data: str | Path | None = None,
     argv: list[str] | None = None,
     on_iteration: Callable[[int], None] | None = None,
+    dry_run: bool = False,
+    clock: plan.StageClock | None = None,
 ) -> RunResult:
-    """Resolve settings, load inputs, build everything (ConfigError before any file is written), train.
+    """Resolve settings, load inputs, build everything (ConfigError before any file is written), print
+    the plan, train.
 
     ``world_model`` (a ``bench.pretrain`` checkpoint) and ``data`` (an episode dataset) are PWM's inputs;
-    their paths are recorded in ``config.json["inputs"]`` and the objects passed to the algorithm. A
-    pretrained model brings its architecture: ``settings.algo.world_model`` records it.
+    their paths are recorded in ``config.json["inputs"]`` and the objects passed to the algorithm.
+    ``video``: record one evaluation episode at each evaluation point into ``RUN_DIR/videos/``.
+    ``dry_run``: print the plan and return (status "planned", no run directory). ``clock``: the run is a
+    stage of a pipeline that printed the plan; its progress lines show the pipeline's overall ETA.
     ``on_iteration(iteration)`` is called at every iteration boundary (tests use it to interrupt).
     """
     lifecycle.check_new_run(seed, out)
-    variant = variant or default_variant(algo)
-    settings = resolve_settings(algo, env, preset, variant, overrides)
     paths = {
         name: str(Path(path).resolve())
         for name, path in (("world_model", world_model), ("data", data))
         if path is not None
     }
     inputs = load_inputs(paths)
-    if inputs.world_model is not None:
-        if any(o.startswith("algo.world_model.") or o.startswith("algo.world_model=") for o in overrides):
-            raise ConfigError("algo.world_model comes from the --world-model checkpoint; it cannot be set")
-        settings["algo"]["world_model"] = inputs.world_model.config.to_dict()
-    config: dict[str, Any] = {
-        "algo": algo,
-        "env": env,
-        "seed": seed,
-        "preset": preset,
-        "variant": variant,
-        "device": device,
-        "save_data": save_data,
-        "settings": settings,
-        "inputs": paths,
-        "seeds": {name: stream_seed(seed, s) for name, s in STREAMS.items()},
-    }
-    session = _Session(config, device, inputs)
+    config = resolve_run(
+        algo,
+        env,
+        inputs,
+        seed=seed,
+        preset=preset,
+        variant=variant,
+        overrides=overrides,
+        device=device,
+        save_data=save_data,
+        video=video,
+        paths=paths,
+    )
+    if clock is None:
+        stage = measure_training(config, device, inputs)
+        print_plan(config, stage, device)
+    if dry_run:
+        return RunResult(None, "planned", 0)
+    session = _Session(config, device, inputs, clock)
     config.update(budget_env_steps=session.budget_env_steps, env_info=session.env_info())
     session.open(lifecycle.create_run(out, config, algo, device, argv))
     return session.train(on_iteration, fresh=True)
@@ -442,8 +539,14 @@ def resume_run(
     device: str | None = None,
     argv: list[str] | None = None,
     on_iteration: Callable[[int], None] | None = None,
+    video: bool = False,
+    dry_run: bool = False,
+    clock: plan.StageClock | None = None,
 ) -> RunResult:
     """Continue ``run_dir`` from ``checkpoints/latest.pt``; rows logged after that checkpoint are dropped.
+
+    ``video`` turns on ``--video`` recordings from here on (a run started with them keeps them);
+    ``dry_run`` prints the plan of what is left and returns; ``clock``: as for :func:`start_run`.
 
     Every input (config, summary, checkpoint, CSVs, datasets) is read before any file is rewritten.
     """
@@ -464,7 +567,13 @@ def resume_run(
             (rundir.EVAL_EPISODES, "env_steps", state.get("env_steps")),
         )
     ]
-    session = _Session(config, device, load_inputs(config.get("inputs", {})))
+    config["video"] = bool(config.get("video", False) or video)
+    inputs = load_inputs(config.get("inputs", {}))
+    if clock is None:
+        print_plan(config, measure_training(config, device, inputs, done=state["iteration"]), device)
+    if dry_run:
+        return RunResult(None, "planned", 0)
+    session = _Session(config, device, inputs, clock)
     session.open(run_dir)
     session.restore(state)
     for table in tables:

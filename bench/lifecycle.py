@@ -8,7 +8,8 @@ checkpoint, stop on a signal, record the outcome, resume, and the command-line d
   a corrupt or truncated one).
 - :func:`outcome`: SIGINT/SIGTERM become a stop at the next safe point; the block's exit says complete,
   interrupted (exit 130/143) or failed (exit 1).
-- :func:`Progress`: the progress bar (on a terminal) and the console lines.
+- :func:`Progress`: the progress bar (on a terminal) and the console lines (in a pipeline, also the
+  pipeline's overall progress line, ``bench.plan.StageClock``).
 
 The command-line side (options from dataclasses, one-line errors) is ``bench.cli``.
 """
@@ -19,6 +20,7 @@ import io
 import os
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,7 +31,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from bench import rundir
+from bench import plan, rundir
 from bench.provenance import provenance
 from bench.settings import ConfigError
 from bench.signals import Stop, stop_requests
@@ -41,9 +43,10 @@ RUN_KINDS = {"bench.run": "run directory", "bench.pretrain": "pretraining run di
 
 @dataclass
 class RunResult:
-    run_dir: Path
+    run_dir: Path | None
+    """None for a dry run."""
     status: str
-    """complete, interrupted or failed."""
+    """complete, interrupted, failed, or planned (a dry run)."""
     exit_code: int
     """0 complete, 130 SIGINT / KeyboardInterrupt, 143 SIGTERM, 1 failed."""
 
@@ -204,10 +207,22 @@ def outcome(unit: str) -> Iterator[Outcome]:
 
 
 class Progress:
-    """A progress bar on a terminal, plus console lines that do not break it."""
+    """A progress bar on a terminal, plus console lines that do not break it; with a ``clock`` (a pipeline
+    stage) a line with the pipeline's overall progress and ETA every tenth of the stage."""
 
-    def __init__(self, total: int, initial: int, unit: str) -> None:
+    def __init__(self, total: int, initial: int, unit: str, clock: plan.StageClock | None = None) -> None:
         self.bar = tqdm(total=total, initial=initial, unit=unit, disable=not sys.stdout.isatty(), leave=False)
+        self.total, self.initial, self.position = total, initial, initial
+        self.clock = clock
+        self.start = time.perf_counter()
+
+    def advance(self) -> None:
+        """One unit done."""
+        self.bar.update(1)
+        self.position += 1
+        if self.clock is not None and self.clock.due(self.position, self.total):
+            done, elapsed = self.position - self.initial, time.perf_counter() - self.start
+            self.line(self.clock.line(self.position, self.total, done, elapsed))
 
     def line(self, text: str) -> None:
         (self.bar.write if not self.bar.disable else print)(text)

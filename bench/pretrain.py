@@ -41,7 +41,7 @@ from algos.wm_training import (
     world_model_checkpoint,
 )
 from algos.world_model import SIZES, VARIANTS, WorldModel
-from bench import cli, lifecycle, plotting, rundir
+from bench import cli, lifecycle, plan, plotting, rundir
 from bench.inputs import read_dataset
 from bench.lifecycle import RunResult
 from bench.presets import PRESETS, PRETRAIN_PRESET_HELP, PretrainSettings, pretrain_settings
@@ -66,11 +66,39 @@ def _subset(dataset: EpisodeDataset, settings: PretrainSettings, seed: int) -> E
     return select_episodes(dataset, settings.max_rows, np.random.default_rng([seed, 1]))
 
 
+def measure_pretraining(
+    settings: PretrainSettings, dataset: EpisodeDataset, device: str, seed: int = 0, done: int = 0
+) -> plan.Stage:
+    """The plan's stage of a pretraining run (``done``: steps already done, for a resume): a throwaway
+    model of ``settings`` (global RNGs restored afterwards) times a few gradient steps on ``dataset`` (its
+    sampling included)."""
+    with plan.isolated(settings.torch_threads):
+        model = WorldModel(dataset.info["obs_dim"], dataset.info["act_dim"], settings.world_model).to(device)
+        trainer = WorldModelTrainer(model, settings.train, seed)
+        per_step = plan.seconds_per_call(
+            lambda: trainer.train_step(trainer.dataset_batch(dataset)), settings.steps
+        )
+    return plan.Stage(
+        "world-model pretraining",
+        "step",
+        settings.steps - done,
+        per_step,
+        parameters={"world_model": parameter_count(model)},
+    )
+
+
 class _Session:
     """One process's share of a pretraining run: model, data, counters, files."""
 
-    def __init__(self, config: dict[str, Any], device: str, dataset: EpisodeDataset | None = None) -> None:
+    def __init__(
+        self,
+        config: dict[str, Any],
+        device: str,
+        dataset: EpisodeDataset | None = None,
+        clock: plan.StageClock | None = None,
+    ) -> None:
         self.config = config
+        self.clock = clock
         self.settings = PretrainSettings.from_dict(config["settings"])
         if self.settings.torch_threads is not None:
             torch.set_num_threads(self.settings.torch_threads)
@@ -140,14 +168,14 @@ class _Session:
         settings = self.settings
         self.session_start = time.perf_counter()
         start = 0 if self.state is None else self.state["steps"]
-        progress = lifecycle.Progress(settings.steps, start, "step")
+        progress = lifecycle.Progress(settings.steps, start, "step", self.clock)
         trainer: WorldModelTrainer | None = None
 
         def callback(current: WorldModelTrainer, metrics: dict[str, float]) -> None:
             nonlocal trainer
             trainer = current
             self.log(current, metrics)
-            progress.bar.update(1)
+            progress.advance()
             progress.bar.set_postfix(loss=f"{metrics['wm_loss']:.4f}", refresh=False)
             if current.steps % settings.checkpoint_every == 0 and current.steps < settings.steps:
                 self.save_checkpoint(current)
@@ -221,6 +249,11 @@ def plot_loss_curve(run_dir: str | Path) -> Path | None:
     return saved
 
 
+def print_plan(config: dict[str, Any], stage: plan.Stage, device: str) -> None:
+    the_plan = plan.Plan(f"{COMMAND} --env {config['env']}", device, (stage,), config["preset"])
+    print(the_plan.format(), flush=True)
+
+
 def start_pretrain(
     env: str,
     data: str | Path,
@@ -235,10 +268,15 @@ def start_pretrain(
     out: str | Path = "runs",
     argv: list[str] | None = None,
     on_step: Callable[[int], None] | None = None,
+    dry_run: bool = False,
+    clock: plan.StageClock | None = None,
 ) -> RunResult:
-    """Validate everything (ConfigError before any file is written), create the run directory, train.
+    """Validate everything (ConfigError before any file is written), print the plan, create the run
+    directory, train.
 
-    ``on_step(step)`` runs after every gradient step (tests use it to interrupt).
+    ``dry_run``: print the plan and return (status "planned", no run directory). ``clock``: a pipeline
+    stage (the pipeline printed the plan). ``on_step(step)`` runs after every gradient step (tests use it
+    to interrupt).
     """
     lifecycle.check_new_run(seed, out)
     if env not in envs.names():
@@ -255,7 +293,11 @@ def start_pretrain(
     }
     dataset = _read_dataset(data, env, settings.train.horizon)
     config["data"]["dataset_transitions"] = dataset.num_transitions
-    session = _Session(config, device, dataset)
+    if clock is None:
+        print_plan(config, measure_pretraining(settings, dataset, device, seed), device)
+    if dry_run:
+        return RunResult(None, "planned", 0)
+    session = _Session(config, device, dataset, clock)
     config.update(data=session.data_info(), parameters=parameter_count(session.world_model))
     session.run_dir = lifecycle.create_run(out, config, rundir.PRETRAIN_ALGO, device, argv)
     return session.train(on_step)
@@ -268,8 +310,11 @@ def resume_pretrain(
     device: str | None = None,
     argv: list[str] | None = None,
     on_step: Callable[[int], None] | None = None,
+    dry_run: bool = False,
+    clock: plan.StageClock | None = None,
 ) -> RunResult:
-    """Continue ``run_dir`` from ``checkpoints/latest.pt`` (``steps``: a new, larger total).
+    """Continue ``run_dir`` from ``checkpoints/latest.pt`` (``steps``: a new, larger total; ``dry_run``:
+    print the plan of what is left and return; ``clock``: a pipeline stage).
 
     Every input (config, summary, checkpoint, loss curve, dataset) is read before any file is rewritten.
     """
@@ -286,7 +331,12 @@ def resume_pretrain(
         return RunResult(run_dir, "complete", 0)
     device = device or config["device"]
     curve = rundir.read_rows(run_dir / rundir.PRETRAIN_CSV, "step", done)
-    session = _Session(config, device)
+    session = _Session(config, device, clock=clock)
+    if clock is None:
+        stage = measure_pretraining(session.settings, session.dataset, device, config["seed"], done)
+        print_plan(config, stage, device)
+    if dry_run:
+        return RunResult(None, "planned", 0)
     session.run_dir = run_dir
     session.restore(state)
     curve.write()
@@ -319,7 +369,10 @@ class PretrainOptions(cli.Options):
     out: str | None = None
     """Root directory for new runs (default: runs)."""
     resume: str | None = field(default=None, metadata=cli.option(metavar="RUN_DIR"))
-    """Continue RUN_DIR (only --steps and --device may be given)."""
+    """Continue RUN_DIR (only --steps, --device and --dry-run may be given)."""
+    dry_run: bool = False
+    """Print the plan (stages, steps, model size, device, estimated time from a short measured warm-up)
+    and exit without creating a run directory."""
 
 
 def build_parser(env_names: list[str]) -> argparse.ArgumentParser:
@@ -345,8 +398,12 @@ def _command(args: PretrainOptions, argv: list[str]) -> int:
     if args.resume:
         fixed = ("env", "data", "preset", "size", "variant", "reward_bins", "seed", "out")
         if cli.given(args, fixed):
-            raise ConfigError("--resume takes its settings from the run directory; only --steps and --device")
-        return resume_pretrain(args.resume, steps=args.steps, device=args.device, argv=argv).exit_code
+            raise ConfigError(
+                "--resume takes its settings from the run directory; only --steps, --device and --dry-run"
+            )
+        return resume_pretrain(
+            args.resume, steps=args.steps, device=args.device, argv=argv, dry_run=args.dry_run
+        ).exit_code
     if args.env is None or args.data is None:
         raise ConfigError("--env and --data are required (or --resume RUN_DIR)")
     return start_pretrain(
@@ -361,6 +418,7 @@ def _command(args: PretrainOptions, argv: list[str]) -> int:
         device=args.device or "cpu",
         out=args.out or "runs",
         argv=argv,
+        dry_run=args.dry_run,
     ).exit_code
 
 

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import envs
-from bench import cli
-from bench.algorithms import ALGORITHMS
-from bench.harness import COMMAND, resume_run, start_run
-from bench.pipeline import run_pipeline
-from bench.presets import PRESET_HELP, PRESETS, VARIANTS, default_variant
-from bench.settings import ConfigError
+from bench import headless
+
+headless.select_gl_backend()  # before mujoco's first import (through envs): --video renders headless
+
+import envs  # noqa: E402
+from bench import cli  # noqa: E402
+from bench.algorithms import ALGORITHMS  # noqa: E402
+from bench.harness import COMMAND, resume_run, start_run  # noqa: E402
+from bench.pipeline import run_pipeline  # noqa: E402
+from bench.presets import PRESET_HELP, PRESETS, VARIANTS, default_variant  # noqa: E402
+from bench.settings import ConfigError  # noqa: E402
 
 EPILOG = """\
 presets:
@@ -27,6 +33,11 @@ examples:
   python -m bench.run --algo pwm --env ant --preset cpu     # whole pipeline: data, pretrain, policy
   python -m bench.run --algo pwm --env ant --variant offline \\
       --world-model PRETRAIN_DIR/checkpoints/final.pt --data SHAC_RUN_DIR/data
+
+Before training starts, the plan is printed: stages, iterations, env steps, parameters, device, and the
+estimated wall-clock of each stage, from a few iterations of a throwaway copy of the run timed on this
+device (its own seeds; the run's random streams are untouched); a warning names --preset cpu when the
+estimate exceeds a day. --dry-run prints the plan and exits 0 without creating a run directory.
 
 pwm without --world-model runs the pipeline of bench.pipeline (SHAC data collection, world-model
 pretraining, policy learning), each stage a run directory under
@@ -69,9 +80,16 @@ class RunOptions(cli.Options):
     save_data: bool = False
     """Record every training episode (obs, actions, rewards, terminated, truncated) under RUN_DIR/data/ in
     the algos.dataset format."""
+    video: bool = False
+    """Record one deterministic evaluation episode at each evaluation point into RUN_DIR/videos/ (MP4,
+    320x240; needs imageio-ffmpeg and a headless OpenGL library, EGL or OSMesa); training and evaluation
+    are unchanged by it."""
+    dry_run: bool = False
+    """Print the plan (stages, iterations, env steps, parameters, device, estimated time from a short
+    measured warm-up) and exit without creating a run directory."""
     resume: str | None = field(default=None, metadata=cli.option(metavar="RUN_DIR"))
-    """Continue RUN_DIR from checkpoints/latest.pt with its recorded settings (only --device may be
-    given)."""
+    """Continue RUN_DIR from checkpoints/latest.pt with its recorded settings (only --device, --video and
+    --dry-run may be given)."""
 
 
 def build_parser(env_names: list[str]) -> argparse.ArgumentParser:
@@ -93,13 +111,23 @@ def build_parser(env_names: list[str]) -> argparse.ArgumentParser:
 
 
 def _command(args: RunOptions, argv: list[str]) -> int:
+    if args.video and importlib.util.find_spec("imageio_ffmpeg") is None:
+        raise ConfigError("--video needs imageio-ffmpeg: pip install 'warpbench[video]'")
+    if args.video and not (headless.available_backend() or os.environ.get("MUJOCO_GL")):
+        raise ConfigError(
+            "--video needs a headless OpenGL library: libEGL (apt-get install libegl1) or libOSMesa "
+            "(apt-get install libosmesa6)"
+        )
     if args.resume:
         fixed = ("algo", "env", "seed", "preset", "variant", "out", "world_model", "data", "overrides")
         if cli.given(args, [*fixed, "save_data"]):
             raise ConfigError(
-                "--resume takes its settings from the run directory; only --device may be given"
+                "--resume takes its settings from the run directory; only --device, --video and --dry-run "
+                "may be given"
             )
-        return resume_run(args.resume, device=args.device, argv=argv).exit_code
+        return resume_run(
+            args.resume, device=args.device, argv=argv, video=args.video, dry_run=args.dry_run
+        ).exit_code
     if args.algo is None or args.env is None:
         raise ConfigError("--algo and --env are required (or --resume RUN_DIR)")
     if args.algo != "pwm" and (args.world_model or args.data):
@@ -114,10 +142,11 @@ def _command(args: RunOptions, argv: list[str]) -> int:
         out=args.out or "runs",
         data=args.data,
         argv=argv,
+        dry_run=args.dry_run,
     )
     if args.algo == "pwm" and args.world_model is None:
-        if args.save_data:
-            raise ConfigError("--save-data is not an option of the pwm pipeline")
+        if args.save_data or args.video:
+            raise ConfigError("--save-data and --video are not options of the pwm pipeline")
         mode = args.variant or default_variant("pwm")
         return run_pipeline(args.env, mode=mode, overrides=args.overrides, **common).exit_code
     return start_run(
@@ -126,6 +155,7 @@ def _command(args: RunOptions, argv: list[str]) -> int:
         variant=args.variant,
         overrides=args.overrides,
         save_data=args.save_data,
+        video=args.video,
         world_model=args.world_model,
         **common,
     ).exit_code

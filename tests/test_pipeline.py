@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+
 import pandas as pd
 import pytest
 
@@ -12,10 +15,17 @@ from bench.run import main
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory):
+def pipeline_and_console(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
-    assert main(["--algo", "pwm", "--env", "ant", "--preset", "smoke", "--out", str(out)]) == 0
-    return out
+    console = io.StringIO()
+    with contextlib.redirect_stdout(console):
+        assert main(["--algo", "pwm", "--env", "ant", "--preset", "smoke", "--out", str(out)]) == 0
+    return out, console.getvalue()
+
+
+@pytest.fixture(scope="module")
+def pipeline(pipeline_and_console):
+    return pipeline_and_console[0]
 
 
 def stage_runs(out, stage):
@@ -32,10 +42,32 @@ def test_pipeline_runs_all_three_stages(pipeline):
     assert len(policy) >= 2 and policy["return_mean"].notna().all()
 
 
+def test_the_plan_comes_first_and_one_progress_line_spans_the_stages(pipeline_and_console):
+    console = pipeline_and_console[1]
+    assert console.startswith("plan: bench.run --algo pwm --env ant (pipeline, online)")
+    for number, name in enumerate(("data collection with SHAC", "world-model pretraining", "policy"), 1):
+        assert f"  {number}/3 {name}" in console
+    assert "parameters" in console and "env steps 128" in console
+    progress = [line for line in console.splitlines() if line.startswith("[pipeline stage")]
+    assert {line.split(":")[0] for line in progress} == {f"[pipeline stage {k}/3" for k in (1, 2, 3)}
+    assert all("overall ETA" in line for line in progress)
+    assert progress[-1].startswith("[pipeline stage 3/3: policy learning (online) 100%] overall ETA 0:00:00")
+
+
+def test_dry_run_plans_the_pipeline_and_writes_nothing(tmp_path, capsys):
+    argv = ["--algo", "pwm", "--env", "ant", "--preset", "smoke", "--variant", "offline", "--dry-run"]
+    assert main([*argv, "--out", str(tmp_path / "runs")]) == 0
+    out = capsys.readouterr().out
+    assert "3/3 policy learning (offline): 4 iterations" in out and "estimated total" in out
+    assert not (tmp_path / "runs").exists()
+
+
 def test_running_again_skips_complete_stages(pipeline, capsys):
     assert main(["--algo", "pwm", "--env", "ant", "--preset", "smoke", "--out", str(pipeline)]) == 0
     out = capsys.readouterr().out
-    assert out.count("skipped") == 3
+    assert out.count("complete, skipped") == 3  # the plan: nothing left to do
+    assert "estimated total 0:00:00" in out
+    assert len([line for line in out.splitlines() if line.startswith("[pipeline") and "skipped" in line]) == 3
     assert all(len(stage_runs(pipeline, stage)) == 1 for stage in ("data", "pretrain", "policy"))
 
 

@@ -81,7 +81,7 @@ def test_pretrain_smoke_writes_the_run_directory(toy_data: Path, tmp_path: Path)
     assert pwm.data_env_steps == data["dataset_transitions"]
 
 
-def test_interrupt_and_resume_equals_uninterrupted_run(toy_data: Path, tmp_path: Path) -> None:
+def test_interrupt_and_resume_equals_uninterrupted_run(toy_data: Path, tmp_path: Path, capsys) -> None:
     common = {"preset": "smoke", "steps": 12}
     pretrain.start_pretrain(TOY, toy_data, out=tmp_path / "a", **common)
 
@@ -93,6 +93,10 @@ def test_interrupt_and_resume_equals_uninterrupted_run(toy_data: Path, tmp_path:
     assert (result.status, result.exit_code) == ("interrupted", 130)
     assert checkpoint(result.run_dir, "latest.pt")["trainer"]["steps"] == 7
     assert not (result.run_dir / rundir.CHECKPOINTS / "final.pt").exists()
+    capsys.readouterr()
+    assert pretrain.main(["--resume", str(result.run_dir), "--dry-run"]) == 0  # the plan; nothing changes
+    assert "world-model pretraining: 5 steps x" in capsys.readouterr().out
+    assert rundir.read_json(result.run_dir / rundir.CONFIG)["resumes"] == []
     assert pretrain.main(["--resume", str(result.run_dir)]) == 0
 
     reference, resumed = only_run(tmp_path / "a"), result.run_dir
@@ -118,7 +122,7 @@ def test_invalid_arguments_exit_2(toy_data: Path, tmp_path: Path, capsys: pytest
         (["--env", "nope", "--data", str(toy_data)], "invalid choice"),
         (["--env", TOY, "--data", str(toy_data), "--preset", "huge"], "invalid choice"),
         (["--env", TOY], "--data are required"),
-        (["--resume", str(tmp_path), "--env", TOY], "only --steps and --device"),
+        (["--resume", str(tmp_path), "--env", TOY], "only --steps, --device and --dry-run"),
         (["--resume", str(tmp_path)], "not a pretraining run directory"),
     ]
     for argv, message in cases:

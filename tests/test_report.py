@@ -365,3 +365,21 @@ def test_cli_options_are_generated_from_report_options():
 def test_report_options_reject_bad_values_naming_the_field(kwargs, field):
     with pytest.raises(ValueError, match=f"^{field} "):
         report.ReportOptions(**kwargs)
+
+
+def test_videos_of_runs_are_listed_beside_the_report(report_dir, tmp_path):
+    assert not (report_dir[0] / "videos.csv").exists()  # no run has videos
+    root = tmp_path / "runs"
+    runs = [_make_run(root, algo, "Ant", seed) for algo in ALGOS for seed in SEEDS]
+    videos = runs[0] / "videos"
+    videos.mkdir()
+    for steps in (2000, 0):
+        (videos / f"env_steps_{steps:012d}.mp4").write_bytes(b"")
+    (videos / "env_steps_000000000000.csv").write_text("episode\n")  # the per-step table: not a video
+    out = tmp_path / "report"
+    assert report.main([str(root), "--out", str(out), "--resamples", "100", "--curve-resamples", "20"]) == 0
+    table = pd.read_csv(out / "videos.csv")
+    assert list(table.columns) == ["run", "env_steps", "path"]
+    assert table["env_steps"].tolist() == [0, 2000]
+    assert (table["run"] == str(runs[0].relative_to(root))).all()
+    assert all((out / path).resolve() == (videos / Path(path).name).resolve() for path in table["path"])

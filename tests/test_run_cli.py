@@ -6,6 +6,8 @@ import io
 import json
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -99,7 +101,7 @@ def comparable(run_dir: Path) -> dict[str, pd.DataFrame]:
     }
 
 
-def test_interrupt_and_resume_equals_uninterrupted_run(tmp_path: Path) -> None:
+def test_interrupt_and_resume_equals_uninterrupted_run(tmp_path: Path, capsys) -> None:
     def run(out: Path, **kwargs) -> Path:
         start_run("shac", TOY, preset="smoke", overrides=RESUME_SETTINGS, save_data=True, out=out, **kwargs)
         return only_run(out)
@@ -115,6 +117,13 @@ def test_interrupt_and_resume_equals_uninterrupted_run(tmp_path: Path) -> None:
     assert summary["status"] == "interrupted" and summary["iterations"] == 3
     assert load_checkpoint(resumed)["iteration"] == 3
     assert not (resumed / rundir.CHECKPOINTS / "final.pt").exists()
+
+    capsys.readouterr()
+    assert main(["--resume", str(resumed), "--dry-run"]) == 0  # the plan of what is left; nothing changes
+    plan_text = capsys.readouterr().out
+    assert "3 iterations x" in plan_text and "2 evaluations of at most 32 steps" in plan_text
+    assert rundir.read_summary(resumed)["status"] == "interrupted"
+    assert rundir.read_json(resumed / rundir.CONFIG)["resumes"] == []
 
     assert main(["--resume", str(resumed)]) == 0
     assert rundir.read_summary(resumed)["status"] == "complete"
@@ -174,7 +183,7 @@ def test_persistent_nan_fails_and_keeps_last_good_checkpoint(tmp_path: Path, cap
         ([*SMOKE, "--set", "env.bogus=1"], "valid: early_termination"),
         ([*SMOKE, "--set", "horizon"], "section.key=value"),
         (["--env", TOY], "--algo and --env are required"),
-        (["--resume", "somewhere", "--algo", "shac"], "only --device may be given"),
+        (["--resume", "somewhere", "--algo", "shac"], "only --device, --video and --dry-run"),
     ],
 )
 def test_invalid_arguments_exit_2_with_choices(argv: list[str], message: str, tmp_path: Path, capsys) -> None:
@@ -193,6 +202,7 @@ def test_help_documents_every_option(capsys) -> None:
     for option in ("--algo", "--env", "--seed", "--preset", "--variant", "--set", "--device", "--out"):
         assert option in text
     assert "--save-data" in text and "--resume" in text and "exit codes" in text
+    assert "--dry-run" in text and "--video" in text and "plan" in text
 
 
 def test_config_json_is_valid_json_with_resolved_settings(tmp_path: Path) -> None:
@@ -200,3 +210,58 @@ def test_config_json_is_valid_json_with_resolved_settings(tmp_path: Path) -> Non
     config = json.loads((only_run(tmp_path) / rundir.CONFIG).read_text())
     algo = config["settings"]["algo"]
     assert (algo["actor_lr"], algo["activation"], algo["target_critic_alpha"]) == (0.01, "elu", 0.2)
+
+
+VIDEO_DRIVER = """
+import sys
+from bench import run  # first: chooses the headless OpenGL backend before mujoco is imported
+from bench.harness import resume_run, start_run
+
+def interrupt(iteration):
+    if iteration == 3:
+        raise KeyboardInterrupt
+
+out, overrides = sys.argv[1], sys.argv[2:]
+stopped = start_run("shac", "ant", preset="smoke", overrides=overrides, out=out, on_iteration=interrupt)
+assert stopped.exit_code == 130, stopped
+sys.exit(resume_run(stopped.run_dir, video=True).exit_code)
+"""
+
+
+def test_video_records_each_evaluation_point_and_changes_nothing(tmp_path: Path) -> None:
+    """--video (here turned on by the resume, after an interrupt) writes one MP4 per evaluation point, and
+    the run's numbers equal those of an uninterrupted run without videos, bit for bit."""
+    from bench import headless
+
+    if headless.available_backend() is None and not os.environ.get("MUJOCO_GL"):
+        pytest.skip("no headless OpenGL library (libEGL or libOSMesa) on this machine")
+    pytest.importorskip("imageio_ffmpeg", reason="--video needs imageio-ffmpeg (pip install .[video])")
+    overrides = ["algo.max_epochs=6", "run.eval_interval=0.25"]
+    env = {k: v for k, v in os.environ.items() if k != "MUJOCO_GL"}  # let bench.headless choose
+    done = subprocess.run(
+        [sys.executable, "-c", VIDEO_DRIVER, str(tmp_path / "video"), *overrides],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    with_video = only_run(tmp_path / "video")
+    # Videos at 0 and 2 were not asked for before the interrupt; from the resume on (iteration 3) they are.
+    assert sorted(p.name for p in (with_video / "videos").glob("*.mp4")) == [
+        "env_steps_000000000128.mp4",
+        "env_steps_000000000192.mp4",
+    ]
+    for video in (with_video / "videos").glob("*.mp4"):
+        assert video.read_bytes()[4:8] == b"ftyp" and video.with_suffix(".csv").exists()
+    plain = start_run("shac", "ant", preset="smoke", overrides=overrides, out=tmp_path / "plain").run_dir
+    # From the command line, from the start: one video per evaluation point (start, 50%, end).
+    argv = ["-m", "bench.run", "--algo", "shac", "--env", "ant", "--preset", "smoke", "--video"]
+    cli_run = subprocess.run(
+        [sys.executable, *argv, "--out", str(tmp_path / "cli")], env=env, capture_output=True, timeout=600
+    )
+    assert cli_run.returncode == 0, cli_run.stderr[-2000:]
+    names = sorted(p.name for p in (only_run(tmp_path / "cli") / "videos").glob("*.mp4"))
+    assert names == [f"env_steps_{n:012d}.mp4" for n in (0, 64, 128)]
+    for name, table in comparable(plain).items():
+        pd.testing.assert_frame_equal(table, comparable(with_video)[name], check_exact=True, obj=name)

@@ -15,7 +15,8 @@ from typing import Any
 import pandas as pd
 
 from bench import cli
-from bench.report.ingest import coverage_report, load_runs
+from bench.plotting import write_file
+from bench.report.ingest import coverage_report, find_videos, load_runs
 from bench.report.options import ReportError, ReportOptions
 from bench.report.output import make_report
 
@@ -147,4 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ReportError as exc:
         parser.error(str(exc))
     print_summary(result, args.out)
+    videos = find_videos(args.results_dir, args.out)
+    if not videos.empty:  # bench.run --video: list them beside the report
+        write_file(args.out / "videos.csv", videos.to_csv(index=False).encode())
+        print(f"{len(videos)} evaluation videos listed in {args.out / 'videos.csv'}")
     return 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -19,6 +21,9 @@ TIDY_COLUMNS = (
     "return",
     "normalized",
 )
+VIDEO_COLUMNS = ("run", "env_steps", "path")
+VIDEO_NAME = re.compile(r"env_steps_(\d+)\.mp4")
+"""The evaluation videos of ``bench.run --video`` (``RUN_DIR/videos/env_steps_<n>.mp4``)."""
 # The eval.csv columns a report reads; a run whose eval.csv lacks one is left out and listed.
 EVAL_INPUT_COLUMNS = ("env_steps", "data_env_steps", "wall_time_s", "train_time_s", "return_mean")
 
@@ -107,3 +112,20 @@ def coverage_report(table: pd.DataFrame, runs: pd.DataFrame | None = None) -> li
             for seed in dup[dup > 1].index:
                 lines.append(f"duplicate: {algo}/{env} seed {seed} has {dup[seed]} runs (all used)")
     return lines
+
+
+def find_videos(results_dir: str | Path, relative_to: str | Path) -> pd.DataFrame:
+    """The evaluation videos of the runs below ``results_dir`` (``bench.run --video``): one row per video,
+    ``run, env_steps, path`` with ``path`` relative to ``relative_to`` (the report's directory)."""
+    root = Path(results_dir)
+    rows = [
+        {
+            "run": str(run_dir.relative_to(root)),
+            "env_steps": int(match.group(1)),
+            "path": os.path.relpath(video, relative_to),
+        }
+        for run_dir in find_runs(root)
+        for video in sorted((run_dir / "videos").glob("env_steps_*.mp4"))
+        if (match := VIDEO_NAME.fullmatch(video.name))
+    ]
+    return pd.DataFrame(rows, columns=list(VIDEO_COLUMNS))
