@@ -56,13 +56,13 @@ class StepInputs:
         self, q: torch.Tensor, qd: torch.Tensor, actuation: torch.Tensor, muscle_force: torch.Tensor | None
     ) -> None:
         """Copy the tensors in (on torch's current stream); no muscle force means zero."""
-        wp.to_torch(self.state.q).copy_(q.detach())
-        wp.to_torch(self.state.qd).copy_(qd.detach())
-        wp.to_torch(self.actuation).copy_(actuation.detach())
+        wp.to_torch(self.state.q, requires_grad=False).copy_(q.detach())
+        wp.to_torch(self.state.qd, requires_grad=False).copy_(qd.detach())
+        wp.to_torch(self.actuation, requires_grad=False).copy_(actuation.detach())
         if muscle_force is not None and muscle_force.numel():
-            wp.to_torch(self.muscle_force).copy_(muscle_force.detach())
+            wp.to_torch(self.muscle_force, requires_grad=False).copy_(muscle_force.detach())
         else:
-            wp.to_torch(self.muscle_force).zero_()
+            wp.to_torch(self.muscle_force, requires_grad=False).zero_()
 
     def grads(self) -> tuple[torch.Tensor, ...]:
         """Copies of the gradients of (q, qd, actuation, muscle_force)."""
