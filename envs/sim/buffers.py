@@ -56,6 +56,14 @@ class StepInputs:
         self, q: torch.Tensor, qd: torch.Tensor, actuation: torch.Tensor, muscle_force: torch.Tensor | None
     ) -> None:
         """Copy the tensors in (on torch's current stream); no muscle force means zero."""
+        given = {"q": q, "qd": qd, "actuation": actuation}
+        if muscle_force is not None and muscle_force.numel():
+            given["muscle_force"] = muscle_force
+        expected = {"q": self.state.q, "qd": self.state.qd, "actuation": self.actuation}
+        expected["muscle_force"] = self.muscle_force
+        for name, tensor in given.items():
+            if tuple(tensor.shape) != expected[name].shape:
+                raise ValueError(f"{name} must have shape {expected[name].shape}, got {tuple(tensor.shape)}")
         wp.to_torch(self.state.q, requires_grad=False).copy_(q.detach())
         wp.to_torch(self.state.qd, requires_grad=False).copy_(qd.detach())
         wp.to_torch(self.actuation, requires_grad=False).copy_(actuation.detach())

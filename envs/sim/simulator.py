@@ -5,9 +5,10 @@ step recomputes that step's substeps with a buffer set per substep (and per mass
 adjoint never reads a later substep's matrices), then runs their adjoints in reverse. Only the step's
 inputs are kept between forward and backward: memory does not grow with substeps x horizon.
 
-Both passes are launch plans built in ``__init__`` on fixed buffers (``envs.sim.plan``): a call copies its
-tensors into the input buffers and replays a plan, since packing kernel arguments in Python costs more
-than the kernels at small N.
+Both passes are launch plans on fixed buffers (``envs.sim.plan``), built from one description of a
+substep (``Simulator._substep``): a call copies its tensors into the input buffers and replays a plan,
+since packing kernel arguments in Python costs more than the kernels at small N. The forward plan is built
+in ``__init__``, the backward plan by the first backward.
 """
 
 from __future__ import annotations
@@ -35,6 +36,20 @@ class Dynamics:
     """[N, nv] joint accelerations."""
 
 
+@dataclass
+class BackwardPlan:
+    """The backward pass of a control step, on its own buffers."""
+
+    inputs: StepInputs
+    """The step's inputs; their gradients are the result."""
+    output: kernels.State
+    """The step's final state; its gradients are the seed."""
+    recompute: OpSequence
+    """Clears every gradient, then recomputes the substeps."""
+    adjoint: OpSequence
+    """The substeps' adjoints in reverse order."""
+
+
 class Simulator:
     """Steps ``num_envs`` copies of ``model``; torch float64 tensors in and out."""
 
@@ -58,21 +73,28 @@ class Simulator:
         )
         self._forward = OpSequence(dev, forward_ops([step for plan in forward for step in plan], dev))
         self._first_substep = OpSequence(dev, forward_ops(forward[0], dev))
-        self._kinematics = OpSequence(dev, forward_ops(forward[0][:1], dev))
+        self._kinematics = OpSequence(dev, forward_ops(forward[0][:1], dev))  # link_dynamics alone
 
-        # Backward: a buffer set with gradients per substep and per mass-matrix refresh.
-        self._taped_inputs = StepInputs.allocate(model, n, grad=True)
-        self._taped = [SubstepBuffers.allocate(model, n, grad=True) for _ in substeps]
+        # Built by the first backward: its S gradient-carrying buffer sets would only cost memory in a
+        # simulator that never differentiates (an evaluation env: +110 MiB for the humanoid at N = 64).
+        self._backward_plan: BackwardPlan | None = None
+
+    def _build_backward_plan(self) -> BackwardPlan:
+        """A buffer set with gradients per substep and per mass-matrix refresh, and the plans on them."""
+        model, n, dev, substeps = self.model, self.num_envs, self.model.device, range(self.substeps)
+        inputs = StepInputs.allocate(model, n, grad=True)
+        bufs = [SubstepBuffers.allocate(model, n, grad=True) for _ in substeps]
         num_refreshes = -(-self.substeps // self.refresh_every)
-        self._taped_mass = [MassMatrixBuffers.allocate(model, n, grad=True) for _ in range(num_refreshes)]
-        taped = self._control_step(
-            self._taped_inputs, self._taped, [self._taped_mass[s // self.refresh_every] for s in substeps]
+        masses = [MassMatrixBuffers.allocate(model, n, grad=True) for _ in range(num_refreshes)]
+        plans = self._control_step(inputs, bufs, [masses[s // self.refresh_every] for s in substeps])
+        steps = [step for plan in plans for step in plan]
+        zero_grads = [a.grad.zero_ for a in arrays_with_grad(inputs, *bufs, *masses)]
+        return BackwardPlan(
+            inputs=inputs,
+            output=bufs[-1].state,
+            recompute=OpSequence(dev, zero_grads + forward_ops(steps, dev)),
+            adjoint=OpSequence(dev, adjoint_ops(steps, dev)),
         )
-        taped_steps = [step for plan in taped for step in plan]
-        grads = arrays_with_grad(self._taped_inputs, *self._taped, *self._taped_mass)
-        zero_grads = [a.grad.zero_ for a in grads]
-        self._taped_forward = OpSequence(dev, zero_grads + forward_ops(taped_steps, dev))
-        self._taped_adjoint = OpSequence(dev, adjoint_ops(taped_steps, dev))
 
     # -- the launch plan --------------------------------------------------------------------------
     def _control_step(
@@ -165,13 +187,15 @@ class Simulator:
         Returns the gradients of (q, qd, actuation, muscle_force); the last is None for a model without
         muscles or when ``muscle_force`` is None.
         """
-        self._taped_inputs.load(q, qd, actuation, muscle_force)
-        self._taped_forward.run()
-        out = self._taped[-1].state
-        wp.to_torch(out.q.grad).copy_(adj_q_out.detach())
-        wp.to_torch(out.qd.grad).copy_(adj_qd_out.detach())
-        self._taped_adjoint.run()
-        adj_q, adj_qd, adj_act, adj_mf = self._taped_inputs.grads()
+        if self._backward_plan is None:
+            self._backward_plan = self._build_backward_plan()
+        plan = self._backward_plan
+        plan.inputs.load(q, qd, actuation, muscle_force)
+        plan.recompute.run()
+        wp.to_torch(plan.output.q.grad).copy_(adj_q_out.detach())
+        wp.to_torch(plan.output.qd.grad).copy_(adj_qd_out.detach())
+        plan.adjoint.run()
+        adj_q, adj_qd, adj_act, adj_mf = plan.inputs.grads()
         has_muscles = self.model.num_segments > 0 and muscle_force is not None
         return adj_q, adj_qd, adj_act, adj_mf if has_muscles else None
 
