@@ -29,6 +29,9 @@ def arrays_with_grad(*buffers: StepInputs | SubstepBuffers | MassMatrixBuffers) 
     return [a for buffer in buffers for a in buffer.arrays() if a.requires_grad]
 
 
+_INPUTS = ("q", "qd", "actuation", "muscle_force")
+
+
 @dataclass
 class StepInputs:
     """Inputs of one control step, copied in from torch before a plan runs."""
@@ -52,6 +55,12 @@ class StepInputs:
         )
         return StepInputs(state=_state(model, num_envs, grad), **forces)
 
+    def __post_init__(self) -> None:
+        # torch views of the buffers, made once: wp.to_torch costs more than the copy at small N
+        self.views = {
+            name: wp.to_torch(a, requires_grad=False) for name, a in zip(_INPUTS, self.arrays(), strict=True)
+        }
+
     def load(
         self, q: torch.Tensor, qd: torch.Tensor, actuation: torch.Tensor, muscle_force: torch.Tensor | None
     ) -> None:
@@ -59,18 +68,13 @@ class StepInputs:
         given = {"q": q, "qd": qd, "actuation": actuation}
         if muscle_force is not None and muscle_force.numel():
             given["muscle_force"] = muscle_force
-        expected = {"q": self.state.q, "qd": self.state.qd, "actuation": self.actuation}
-        expected["muscle_force"] = self.muscle_force
-        for name, tensor in given.items():
-            if tuple(tensor.shape) != expected[name].shape:
-                raise ValueError(f"{name} must have shape {expected[name].shape}, got {tuple(tensor.shape)}")
-        wp.to_torch(self.state.q, requires_grad=False).copy_(q.detach())
-        wp.to_torch(self.state.qd, requires_grad=False).copy_(qd.detach())
-        wp.to_torch(self.actuation, requires_grad=False).copy_(actuation.detach())
-        if muscle_force is not None and muscle_force.numel():
-            wp.to_torch(self.muscle_force, requires_grad=False).copy_(muscle_force.detach())
         else:
-            wp.to_torch(self.muscle_force, requires_grad=False).zero_()
+            self.views["muscle_force"].zero_()
+        for name, tensor in given.items():
+            view = self.views[name]
+            if tensor.shape != view.shape:
+                raise ValueError(f"{name} must have shape {tuple(view.shape)}, got {tuple(tensor.shape)}")
+            view.copy_(tensor.detach())
 
     def grads(self) -> tuple[torch.Tensor, ...]:
         """Copies of the gradients of (q, qd, actuation, muscle_force)."""
