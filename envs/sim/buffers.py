@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 import warp as wp
 
-from envs.sim.kernels import LinkTerms, State
+from envs.sim.kernels import Inertia, Motion, State, Subtree
 from envs.sim.model import Model, make_struct
 
 
@@ -85,7 +85,10 @@ class StepInputs:
 class SubstepBuffers:
     """Intermediates of one substep, and the state it reaches."""
 
-    terms: LinkTerms
+    motion: Motion
+    inertia: Inertia
+    joint_S: wp.array
+    """Motion subspace column of each dof."""
     body_fext: wp.array
     """External (contact and muscle) wrench per link."""
     body_F_children: wp.array
@@ -96,48 +99,29 @@ class SubstepBuffers:
     state: State
 
     def arrays(self) -> list[wp.array]:
-        t, s = self.terms, self.state
-        return [
-            t.X,
-            t.V,
-            t.A,
-            t.h,
-            t.J,
-            t.f,
-            t.S,
-            self.body_fext,
-            self.body_F_children,
-            self.tau,
-            self.qdd,
-            s.q,
-            s.qd,
-        ]
+        m, i, s = self.motion, self.inertia, self.state
+        rest = [self.joint_S, self.body_fext, self.body_F_children, self.tau, self.qdd]
+        return [m.X, m.V, m.A, i.h, i.J, i.f, *rest, s.q, s.qd]
 
     @staticmethod
     def allocate(model: Model, num_envs: int, grad: bool) -> SubstepBuffers:
         dev, f64, spatial = model.device, wp.float64, wp.spatial_vectord
         links, dofs = (num_envs, model.num_links), (num_envs, model.nv)
-        terms = _zeros(
-            dev,
-            grad,
-            X=(links, wp.transformd),
-            V=(links, spatial),
-            A=(links, spatial),
-            h=(links, wp.vec3d),
-            J=(links, wp.mat33d),
-            f=(links, spatial),
-            S=(dofs, spatial),
-        )
-        forces = _zeros(
-            dev,
-            grad,
-            body_fext=(links, spatial),
-            body_F_children=(links, spatial),
-            tau=(dofs, f64),
-            qdd=(dofs, f64),
-        )
+        motion = _zeros(dev, grad, X=(links, wp.transformd), V=(links, spatial), A=(links, spatial))
+        inertia = _zeros(dev, grad, h=(links, wp.vec3d), J=(links, wp.mat33d), f=(links, spatial))
         return SubstepBuffers(
-            terms=make_struct(LinkTerms, **terms), state=_state(model, num_envs, grad), **forces
+            motion=make_struct(Motion, **motion),
+            inertia=make_struct(Inertia, **inertia),
+            state=_state(model, num_envs, grad),
+            **_zeros(
+                dev,
+                grad,
+                joint_S=(dofs, spatial),
+                body_fext=(links, spatial),
+                body_F_children=(links, spatial),
+                tau=(dofs, f64),
+                qdd=(dofs, f64),
+            ),
         )
 
 
@@ -148,24 +132,17 @@ class MassMatrixBuffers:
     H: wp.array
     L: wp.array
     """Cholesky factor of H + diag(armature); never differentiated (the solve's adjoint reads it)."""
-    children_m: wp.array
-    children_h: wp.array
-    children_J: wp.array
+    subtree: Subtree
 
     def arrays(self) -> list[wp.array]:
-        return [self.H, self.L, self.children_m, self.children_h, self.children_J]
+        return [self.H, self.L, self.subtree.m, self.subtree.h, self.subtree.J]
 
     @staticmethod
     def allocate(model: Model, num_envs: int, grad: bool) -> MassMatrixBuffers:
         links, matrix = (num_envs, model.num_links), (num_envs, model.nv, model.nv)
+        subtree = _zeros(model.device, grad, m=(links, wp.float64), h=(links, wp.vec3d), J=(links, wp.mat33d))
         return MassMatrixBuffers(
+            H=wp.zeros(matrix, dtype=wp.float64, device=model.device, requires_grad=grad),
             L=wp.zeros(matrix, dtype=wp.float64, device=model.device),
-            **_zeros(
-                model.device,
-                grad,
-                H=(matrix, wp.float64),
-                children_m=(links, wp.float64),
-                children_h=(links, wp.vec3d),
-                children_J=(links, wp.mat33d),
-            ),
+            subtree=make_struct(Subtree, **subtree),
         )

@@ -17,6 +17,7 @@ from envs.sim.model import (
     JOINT_HINGE,
     JOINT_SLIDE,
     GroundContact,
+    LinkBodies,
     Links,
     MassMatrixLayout,
     MuscleSegments,
@@ -84,32 +85,56 @@ class State:
     qd: wp.array2d(dtype=f64)
 
 
-@wp.struct
-class LinkTerms:
-    """What ``link_dynamics`` computes at (q, qd): per env and link (S: per env and dof), world frame."""
+# [env, link] arrays of the per-link buffers below
+LinkTransforms = wp.array2d(dtype=transform)
+LinkSpatialVectors = wp.array2d(dtype=spatial_vector)
+LinkVec3s = wp.array2d(dtype=vec3)
+LinkMat33s = wp.array2d(dtype=mat33)
+LinkReals = wp.array2d(dtype=f64)
 
-    X: wp.array2d(dtype=transform)
+
+@wp.struct
+class Motion:
+    """Per env and link, world frame: what ``link_dynamics`` computes from (q, qd)."""
+
+    X: LinkTransforms
     """Link frame."""
-    V: wp.array2d(dtype=spatial_vector)
+    V: LinkSpatialVectors
     """Spatial velocity."""
-    A: wp.array2d(dtype=spatial_vector)
+    A: LinkSpatialVectors
     """Bias acceleration (the acceleration at qdd = 0, gravity included as a base acceleration)."""
-    h: wp.array2d(dtype=vec3)
+
+
+@wp.struct
+class Inertia:
+    """Per env and link, world frame: the spatial inertia at the current pose, and the bias force."""
+
+    h: LinkVec3s
     """First moment of mass, m * com."""
-    J: wp.array2d(dtype=mat33)
+    J: LinkMat33s
     """Rotational inertia about the world origin."""
-    f: wp.array2d(dtype=spatial_vector)
+    f: LinkSpatialVectors
     """Bias force I*A + V x* I*V."""
-    S: wp.array2d(dtype=spatial_vector)
-    """Motion subspace column of each dof."""
+
+
+@wp.struct
+class Subtree:
+    """Per env and link: mass, first moment and rotational inertia of the link's strict descendants."""
+
+    m: LinkReals
+    h: LinkVec3s
+    J: LinkMat33s
 
 
 @wp.kernel
 def link_dynamics(
     links: Links,
+    bodies: LinkBodies,
     base_acceleration: vec3,
     state: State,
-    terms: LinkTerms,
+    motion: Motion,
+    inertia: Inertia,
+    joint_S: wp.array2d(dtype=spatial_vector),
 ):
     """Forward kinematics, velocities, bias accelerations and bias forces I*a + v x* I*v per link."""
     e = wp.tid()
@@ -120,14 +145,14 @@ def link_dynamics(
         V_parent = spatial_vector(zero3, zero3)
         A_parent = spatial_vector(zero3, base_acceleration)
         if p >= 0:
-            X_parent = terms.X[e, p]
-            V_parent = terms.V[e, p]
-            A_parent = terms.A[e, p]
-        X_pre = X_parent * links.X_pj[link]
+            X_parent = motion.X[e, p]
+            V_parent = motion.V[e, p]
+            A_parent = motion.A[e, p]
+        X_pre = X_parent * bodies.X_pj[link]
         jtype = links.joint_type[link]
         qs = links.q_start[link]
         ds = links.qd_start[link]
-        c = links.anchor[link]
+        c = bodies.anchor[link]
         X = X_pre
         V = V_parent
         A = A_parent
@@ -138,9 +163,9 @@ def link_dynamics(
             v_origin = vec3(state.qd[e, ds], state.qd[e, ds + 1], state.qd[e, ds + 2])
             w = wp.quat_rotate(rot, vec3(state.qd[e, ds + 3], state.qd[e, ds + 4], state.qd[e, ds + 5]))
             for i in range(3):
-                terms.S[e, ds + i] = spatial_vector(zero3, unit(i))
+                joint_S[e, ds + i] = spatial_vector(zero3, unit(i))
                 axis_w = wp.quat_rotate(rot, unit(i))
-                terms.S[e, ds + 3 + i] = spatial_vector(axis_w, wp.cross(pos, axis_w))
+                joint_S[e, ds + 3 + i] = spatial_vector(axis_w, wp.cross(pos, axis_w))
             V = spatial_vector(w, v_origin + wp.cross(pos, w))
             A = A_parent + spatial_vector(zero3, wp.cross(v_origin, w))
         elif jtype == BALL:
@@ -151,54 +176,54 @@ def link_dynamics(
             w = wp.quat_rotate(rot, vec3(state.qd[e, ds], state.qd[e, ds + 1], state.qd[e, ds + 2]))
             for i in range(3):
                 axis_w = wp.quat_rotate(rot, unit(i))
-                terms.S[e, ds + i] = spatial_vector(axis_w, wp.cross(P, axis_w))
+                joint_S[e, ds + i] = spatial_vector(axis_w, wp.cross(P, axis_w))
             Vj = spatial_vector(w, wp.cross(P, w))
             V = V_parent + Vj
             A = A_parent + motion_cross(V, Vj)
         elif jtype == HINGE:
-            a = links.axis[link]
+            a = bodies.axis[link]
             r = wp.quat_from_axis_angle(a, state.q[e, qs])
             X = X_pre * transform(c - wp.quat_rotate(r, c), r)
             P = wp.transform_point(X_pre, c)
             axis_w = wp.transform_vector(X_pre, a)
             S = spatial_vector(axis_w, wp.cross(P, axis_w))
-            terms.S[e, ds] = S
+            joint_S[e, ds] = S
             Vj = S * state.qd[e, ds]
             V = V_parent + Vj
             A = A_parent + motion_cross(V, Vj)
         elif jtype == SLIDE:
-            a = links.axis[link]
+            a = bodies.axis[link]
             X = X_pre * transform(a * state.q[e, qs], wp.quat_identity(dtype=f64))
             S = spatial_vector(zero3, wp.transform_vector(X_pre, a))
-            terms.S[e, ds] = S
+            joint_S[e, ds] = S
             Vj = S * state.qd[e, ds]
             V = V_parent + Vj
             A = A_parent + motion_cross(V, Vj)
-        terms.X[e, link] = X
-        terms.V[e, link] = V
-        terms.A[e, link] = A
+        motion.X[e, link] = X
+        motion.V[e, link] = V
+        motion.A[e, link] = A
         # World-frame spatial inertia about the origin: mass m, h = m*com, J = I_com + m(|c|^2 1 - c c^T).
-        m = links.mass[link]
+        m = bodies.mass[link]
         if m > f64(0.0):  # links added for extra joints of one body are massless
-            com = wp.transform_point(X, links.com[link])
+            com = wp.transform_point(X, bodies.com[link])
             R = wp.quat_to_matrix(wp.transform_get_rotation(X))
             h = m * com
-            J = R * links.inertia[link] * wp.transpose(R) + m * (
+            J = R * bodies.inertia[link] * wp.transpose(R) + m * (
                 wp.dot(com, com) * wp.identity(n=3, dtype=f64) - wp.outer(com, com)
             )
-            terms.h[e, link] = h
-            terms.J[e, link] = J
-            terms.f[e, link] = inertia_times(m, h, J, A) + force_cross(V, inertia_times(m, h, J, V))
+            inertia.h[e, link] = h
+            inertia.J[e, link] = J
+            inertia.f[e, link] = inertia_times(m, h, J, A) + force_cross(V, inertia_times(m, h, J, V))
         else:
-            terms.h[e, link] = zero3
-            terms.J[e, link] = mat33()
-            terms.f[e, link] = spatial_vector(zero3, zero3)
+            inertia.h[e, link] = zero3
+            inertia.J[e, link] = mat33()
+            inertia.f[e, link] = spatial_vector(zero3, zero3)
 
 
 @wp.kernel
 def ground_contact(
     contact: GroundContact,
-    terms: LinkTerms,
+    motion: Motion,
     body_fext: wp.array2d(dtype=spatial_vector),
 ):
     """Penalty contact of fixed body points with the ground plane through the origin (spec §5)."""
@@ -207,10 +232,10 @@ def ground_contact(
     up = contact.up
     ke = contact.ke
     kf = contact.kf
-    p = wp.transform_point(terms.X[e, link], contact.point[k]) - up * contact.offset[k]
+    p = wp.transform_point(motion.X[e, link], contact.point[k]) - up * contact.offset[k]
     depth = wp.dot(p, up)
     if depth < f64(0.0):
-        V = terms.V[e, link]
+        V = motion.V[e, link]
         p_dot = wp.spatial_bottom(V) + wp.cross(wp.spatial_top(V), p)
         vn = wp.dot(p_dot, up)
         vt = p_dot - up * vn
@@ -232,15 +257,15 @@ def ground_contact(
 def muscle_forces(
     segments: MuscleSegments,
     muscle_force: wp.array2d(dtype=f64),
-    terms: LinkTerms,
+    motion: Motion,
     body_fext: wp.array2d(dtype=spatial_vector),
 ):
     """Straight muscle segments between two links: equal and opposite forces along the segment (§8.5)."""
     e, s = wp.tid()
     la = segments.link_a[s]
     lb = segments.link_b[s]
-    xa = wp.transform_point(terms.X[e, la], segments.point_a[s])
-    xb = wp.transform_point(terms.X[e, lb], segments.point_b[s])
+    xa = wp.transform_point(motion.X[e, la], segments.point_a[s])
+    xb = wp.transform_point(motion.X[e, lb], segments.point_b[s])
     F = wp.normalize(xb - xa) * muscle_force[e, segments.muscle[s]]
     wp.atomic_add(body_fext, e, la, spatial_vector(wp.cross(xa, F), F))
     wp.atomic_add(body_fext, e, lb, spatial_vector(wp.cross(xb, -F), -F))
@@ -252,7 +277,8 @@ def joint_forces(
     joints: PassiveJoints,
     state: State,
     actuation: wp.array2d(dtype=f64),
-    terms: LinkTerms,
+    inertia: Inertia,
+    joint_S: wp.array2d(dtype=spatial_vector),
     body_fext: wp.array2d(dtype=spatial_vector),
     body_F_children: wp.array2d(dtype=spatial_vector),
     tau: wp.array2d(dtype=f64),
@@ -262,7 +288,7 @@ def joint_forces(
     num_links = links.parent.shape[0]
     for k in range(num_links):
         link = num_links - 1 - k
-        F = terms.f[e, link] - body_fext[e, link] + body_F_children[e, link]
+        F = inertia.f[e, link] - body_fext[e, link] + body_F_children[e, link]
         p = links.parent[link]
         if p >= 0:
             wp.atomic_add(body_F_children, e, p, F)
@@ -271,13 +297,13 @@ def joint_forces(
         ds = links.qd_start[link]
         if jtype == FREE:
             for i in range(6):
-                tau[e, ds + i] = actuation[e, ds + i] - wp.dot(terms.S[e, ds + i], F)
+                tau[e, ds + i] = actuation[e, ds + i] - wp.dot(joint_S[e, ds + i], F)
         elif jtype == BALL:
             # Spring towards the identity on the quaternion's vector part, damping on the angular velocity.
             for i in range(3):
                 tau[e, ds + i] = (
                     actuation[e, ds + i]
-                    - wp.dot(terms.S[e, ds + i], F)
+                    - wp.dot(joint_S[e, ds + i], F)
                     - joints.stiffness[link] * state.q[e, qs + 1 + i]
                     - joints.damping[link] * state.qd[e, ds + i]
                 )
@@ -290,7 +316,7 @@ def joint_forces(
                 limit_force = joints.limit_ke[link] * (joints.limit_upper[link] - x)
             tau[e, ds] = (
                 actuation[e, ds]
-                - wp.dot(terms.S[e, ds], F)
+                - wp.dot(joint_S[e, ds], F)
                 - joints.stiffness[link] * (x - joints.spring_ref[link])
                 - (joints.damping[link] + joints.limit_kd[link]) * state.qd[e, ds]
                 + limit_force
@@ -300,11 +326,11 @@ def joint_forces(
 @wp.kernel
 def mass_matrix(
     links: Links,
+    link_mass: wp.array(dtype=f64),
     layout: MassMatrixLayout,
-    terms: LinkTerms,
-    children_m: wp.array2d(dtype=f64),
-    children_h: wp.array2d(dtype=vec3),
-    children_J: wp.array2d(dtype=mat33),
+    inertia: Inertia,
+    joint_S: wp.array2d(dtype=spatial_vector),
+    subtree: Subtree,
     H: wp.array3d(dtype=f64),
 ):
     """Joint-space mass matrix by composite rigid bodies: H[d, c] = S_c^T I_subtree(d) S_d.
@@ -313,27 +339,27 @@ def mass_matrix(
     layout.row_col[layout.row_start[d]:layout.row_start[d + 1]]; I_subtree(d) S_d is computed once per row.
     """
     e = wp.tid()
-    # children_* arrive zeroed and collect the subtrees below each link; a link reads its entry only after
+    # subtree.* arrive zeroed and collect the subtrees below each link; a link reads its entry only after
     # all its children (higher indices) have pushed theirs, so every read sees the final value.
     num_links = links.parent.shape[0]
     for k in range(num_links):
         link = num_links - 1 - k
         p = links.parent[link]
         if p >= 0:
-            wp.atomic_add(children_m, e, p, children_m[e, link] + links.mass[link])
-            wp.atomic_add(children_h, e, p, children_h[e, link] + terms.h[e, link])
-            wp.atomic_add(children_J, e, p, children_J[e, link] + terms.J[e, link])
+            wp.atomic_add(subtree.m, e, p, subtree.m[e, link] + link_mass[link])
+            wp.atomic_add(subtree.h, e, p, subtree.h[e, link] + inertia.h[e, link])
+            wp.atomic_add(subtree.J, e, p, subtree.J[e, link] + inertia.J[e, link])
     for d in range(layout.row_start.shape[0] - 1):
         link = layout.dof_link[d]
         F = inertia_times(
-            children_m[e, link] + links.mass[link],
-            children_h[e, link] + terms.h[e, link],
-            children_J[e, link] + terms.J[e, link],
-            terms.S[e, d],
+            subtree.m[e, link] + link_mass[link],
+            subtree.h[e, link] + inertia.h[e, link],
+            subtree.J[e, link] + inertia.J[e, link],
+            joint_S[e, d],
         )
         for k in range(layout.row_start[d], layout.row_start[d + 1]):
             c = layout.row_col[k]
-            value = wp.dot(terms.S[e, c], F)
+            value = wp.dot(joint_S[e, c], F)
             H[e, d, c] = value
             if c != d:
                 H[e, c, d] = value

@@ -17,10 +17,9 @@ f64 = wp.float64
 
 
 @wp.kernel
-def cholesky(H: wp.array3d(dtype=f64), armature: wp.array(dtype=f64), L: wp.array3d(dtype=f64)):
+def cholesky(n: int, H: wp.array3d(dtype=f64), armature: wp.array(dtype=f64), L: wp.array3d(dtype=f64)):
     """L L^T = H + diag(armature), lower triangle of L written (upper left untouched)."""
     e = wp.tid()
-    n = H.shape[1]
     for j in range(n):
         s = H[e, j, j] + armature[j]
         for k in range(j):
@@ -53,13 +52,14 @@ def cholesky_solve(
 
 
 @wp.kernel
-def solve(L: wp.array3d(dtype=f64), tau: wp.array2d(dtype=f64), qdd: wp.array2d(dtype=f64)):
+def solve(n: int, L: wp.array3d(dtype=f64), tau: wp.array2d(dtype=f64), qdd: wp.array2d(dtype=f64)):
     e = wp.tid()
-    cholesky_solve(L.shape[1], e, L, tau, qdd)
+    cholesky_solve(n, e, L, tau, qdd)
 
 
 @wp.kernel
 def solve_adjoint(
+    n: int,
     L: wp.array3d(dtype=f64),
     qdd: wp.array2d(dtype=f64),
     adj_qdd: wp.array2d(dtype=f64),
@@ -68,7 +68,6 @@ def solve_adjoint(
     adj_H: wp.array3d(dtype=f64),
 ):
     e = wp.tid()
-    n = L.shape[1]
     cholesky_solve(n, e, L, adj_qdd, z)
     for i in range(n):
         adj_tau[e, i] = adj_tau[e, i] + z[e, i]

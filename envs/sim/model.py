@@ -81,6 +81,12 @@ class Links:
     """First coordinate of the link's joint in ``q``."""
     qd_start: Indices
     """First dof of the link's joint in ``qd``."""
+
+
+@wp.struct
+class LinkBodies:
+    """Per link: its joint's frame and axis, and the inertia of the body it carries."""
+
     X_pj: wp.array(dtype=wp.transformd)
     """Joint frame in the parent link's frame at zero joint coordinates."""
     anchor: Vec3s
@@ -153,6 +159,7 @@ class Model:
     nq: int
     nv: int
     links: Links
+    bodies: LinkBodies
     joints: PassiveJoints
     mass_layout: MassMatrixLayout
     dof_armature: wp.array
@@ -352,6 +359,9 @@ def build_model(
             joint_type=arr(link_type, wp.int32),
             q_start=arr(q_start, wp.int32),
             qd_start=arr(qd_start, wp.int32),
+        ),
+        bodies=make_struct(
+            LinkBodies,
             X_pj=arr(np.array(X_pj), wp.transformd),
             anchor=arr(np.array(anchor), wp.vec3d),
             axis=arr(np.array(axis), wp.vec3d),

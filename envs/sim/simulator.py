@@ -118,44 +118,49 @@ class Simulator:
         """One substep from ``state`` under ``inputs``' forces into ``buf``; refreshes ``mass`` if asked."""
         m, n = self.model, self.num_envs
         steps: list[Step] = [
-            Launch(kernels.link_dynamics, n, [m.links, self.base_acceleration, state], [buf.terms]),
+            Launch(
+                kernels.link_dynamics,
+                n,
+                [m.links, m.bodies, self.base_acceleration, state],
+                [buf.motion, buf.inertia, buf.joint_S],
+            ),
             Clear(buf.body_fext),
         ]
         if m.num_contacts:
-            contact = [m.contact, buf.terms]
+            contact = [m.contact, buf.motion]
             steps.append(Launch(kernels.ground_contact, (n, m.num_contacts), contact, [buf.body_fext]))
         if m.num_segments:
-            muscles = [m.muscles, inputs.muscle_force, buf.terms]
+            muscles = [m.muscles, inputs.muscle_force, buf.motion]
             steps.append(Launch(kernels.muscle_forces, (n, m.num_segments), muscles, [buf.body_fext]))
         steps += [
             Clear(buf.body_F_children),
             Launch(
                 kernels.joint_forces,
                 n,
-                [m.links, m.joints, state, inputs.actuation, buf.terms, buf.body_fext],
+                [m.links, m.joints, state, inputs.actuation, buf.inertia, buf.joint_S, buf.body_fext],
                 [buf.body_F_children, buf.tau],
             ),
         ]
         if refresh:
-            steps += [Clear(mass.children_m), Clear(mass.children_h), Clear(mass.children_J)]
+            steps += [Clear(mass.subtree.m), Clear(mass.subtree.h), Clear(mass.subtree.J)]
             steps.append(
                 Launch(
                     kernels.mass_matrix,
                     n,
-                    [m.links, m.mass_layout, buf.terms],
-                    [mass.children_m, mass.children_h, mass.children_J, mass.H],
+                    [m.links, m.bodies.mass, m.mass_layout, buf.inertia, buf.joint_S],
+                    [mass.subtree, mass.H],
                 )
             )
             # Not differentiated: the solve's adjoint below gives H's gradient directly.
-            steps.append(Launch(linalg.cholesky, n, [mass.H, m.dof_armature], [mass.L], adjoint=None))
+            steps.append(Launch(linalg.cholesky, n, [m.nv, mass.H, m.dof_armature], [mass.L], adjoint=None))
         # Only built into a plan for buffers with gradients (the backward pass).
         solve_adjoint = Launch(
             linalg.solve_adjoint,
             n,
-            [mass.L, buf.qdd, buf.qdd.grad, self._solve_scratch, buf.tau.grad, mass.H.grad],
+            [m.nv, mass.L, buf.qdd, buf.qdd.grad, self._solve_scratch, buf.tau.grad, mass.H.grad],
             [],
         )
-        steps.append(Launch(linalg.solve, n, [mass.L, buf.tau], [buf.qdd], adjoint=solve_adjoint))
+        steps.append(Launch(linalg.solve, n, [m.nv, mass.L, buf.tau], [buf.qdd], adjoint=solve_adjoint))
         steps.append(Launch(kernels.integrate, n, [m.links, self.h, state, buf.qdd], [buf.state]))
         return steps
 
@@ -205,7 +210,7 @@ class Simulator:
         zero = torch.zeros(self.num_envs, self.model.nv, dtype=torch.float64, device=q.device)
         self._inputs.load(q.to(torch.float64), zero, zero, None)
         self._kinematics.run()
-        return wp.to_torch(self._scratch[0].terms.X).clone()
+        return wp.to_torch(self._scratch[0].motion.X).clone()
 
     def dynamics(
         self,
