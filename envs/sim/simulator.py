@@ -62,6 +62,7 @@ class Simulator:
         self.h = wp.float64(p.control_dt / p.substeps)
         self.base_acceleration = wp.vec3d(*(-model.gravity))
         n, dev, substeps = num_envs, model.device, range(p.substeps)
+        # z of solve_adjoint, shared by every substep (their adjoints run one after another)
         self._solve_scratch = wp.zeros((n, model.nv), dtype=wp.float64, device=dev)
 
         # Forward: fixed inputs, two substep buffer sets used alternately, one mass-matrix set.
