@@ -9,7 +9,6 @@ import mujoco
 import numpy as np
 import pytest
 import torch
-import warp as wp
 
 import envs
 from envs import rotations as rot
@@ -31,17 +30,13 @@ def env():
 
 def joint_force_of_muscle(env, muscle: str, force: float = 100.0) -> torch.Tensor:
     """Generalized force that ``force`` newtons in one muscle add at the start pose (zero velocity)."""
-    sim = env.sim
-    q = wp.from_torch(env.start_q[None].clone())
-    qd = wp.zeros((1, env.nv), dtype=wp.float64)
-    act = wp.zeros((1, env.nv), dtype=wp.float64)
+    q = env.start_q[None]
+    zero = torch.zeros(1, env.nv, dtype=torch.float64)
     taus = []
     for f in (0.0, force):
         muscle_force = torch.zeros(1, env.act_dim, dtype=torch.float64)
         muscle_force[0, MUSCLES.index(muscle)] = f
-        buf = sim._scratch[0]
-        sim._substep(q, qd, act, wp.from_torch(muscle_force), buf, sim._scratch_mass, True, None)
-        taus.append(wp.to_torch(buf.tau)[0].clone())
+        taus.append(env.sim.dynamics(q, zero, zero, muscle_force).force[0])
     return taus[1] - taus[0]
 
 
@@ -196,20 +191,16 @@ def test_skeleton_dynamics_match_mujoco():
             q[:, adr] = rng.uniform(-1, 1, size=4)
     qd = rng.normal(size=(4, m.nv))
     sim = Simulator(model, 4)
-    buf, mass = sim._scratch[0], sim._scratch_mass
-    zero = wp.zeros((4, m.nv), dtype=wp.float64)
-    sim._substep(
-        wp.from_torch(torch.tensor(q)), wp.from_torch(torch.tensor(qd)), zero, None, buf, mass, True, None
-    )
+    dynamics = sim.dynamics(torch.tensor(q), torch.tensor(qd), torch.zeros(4, m.nv, dtype=torch.float64))
     d = mujoco.MjData(m)
     for e in range(4):
         d.qpos[:], d.qvel[:] = q[e], qd[e]
         mujoco.mj_forward(m, d)
         M = np.zeros((m.nv, m.nv))
         mujoco.mj_fullM(m, d, M)
-        H = mass.H.numpy()[e] + np.diag(model.dof_armature.numpy())
+        H = dynamics.mass_matrix[e].numpy()
         assert np.abs(H - M).max() <= 1e-4 * np.abs(M).max()
-        assert np.abs(-buf.tau.numpy()[e] - d.qfrc_bias).max() <= 1e-4 * np.abs(d.qfrc_bias).max()
+        assert np.abs(-dynamics.force[e].numpy() - d.qfrc_bias).max() <= 1e-4 * np.abs(d.qfrc_bias).max()
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
 """One control step as a ``torch.autograd.Function``.
 
-Forward runs the Warp substeps without recording; backward recomputes them on a Warp tape (spec issue:
-checkpointing per control step), so a rollout of H steps keeps only H step inputs alive.
+Forward runs the Warp substeps without recording; backward recomputes them and runs their adjoints (spec
+issue: checkpointing per control step), so a rollout of H steps keeps only H step inputs alive.
 """
 
 from __future__ import annotations

@@ -5,13 +5,29 @@ walks the links in tree order. Warp differentiates these kernels automatically; 
 only when every value carried from one loop iteration to the next goes through an array that is
 written once (or accumulated with ``atomic_add``), never through a reassigned local. Every kernel
 here keeps to that rule.
+
+Arguments come bundled in ``wp.struct``s (the model's in ``envs.sim.model``, the per-substep buffers
+below). Kernels load the buffer arrays they use in loops into locals first, and ``link_dynamics`` (the
+costliest adjoint) its model arrays too: Warp's generated adjoint copies a struct's array field at every
+access, which made the backward pass up to 9% slower per kernel.
 """
 
 from __future__ import annotations
 
 import warp as wp
 
-from envs.sim.model import JOINT_BALL, JOINT_FREE, JOINT_HINGE, JOINT_SLIDE
+from envs.sim.model import (
+    JOINT_BALL,
+    JOINT_FREE,
+    JOINT_HINGE,
+    JOINT_SLIDE,
+    GroundContact,
+    LinkBodies,
+    Links,
+    MassMatrixLayout,
+    MuscleSegments,
+    PassiveJoints,
+)
 
 f64 = wp.float64
 vec3 = wp.vec3d
@@ -66,34 +82,87 @@ def unit(i: int) -> vec3:
     return v
 
 
+@wp.struct
+class State:
+    """Joint coordinates ``q`` and velocities ``qd`` per env, in MuJoCo's conventions."""
+
+    q: wp.array2d(dtype=f64)
+    qd: wp.array2d(dtype=f64)
+
+
+# [env, link] arrays of the per-link buffers below
+LinkTransforms = wp.array2d(dtype=transform)
+LinkSpatialVectors = wp.array2d(dtype=spatial_vector)
+LinkVec3s = wp.array2d(dtype=vec3)
+LinkMat33s = wp.array2d(dtype=mat33)
+LinkReals = wp.array2d(dtype=f64)
+
+
+@wp.struct
+class Motion:
+    """Per env and link, world frame: what ``link_dynamics`` computes from (q, qd)."""
+
+    X: LinkTransforms
+    """Link frame."""
+    V: LinkSpatialVectors
+    """Spatial velocity."""
+    A: LinkSpatialVectors
+    """Bias acceleration (the acceleration at qdd = 0, gravity included as a base acceleration)."""
+
+
+@wp.struct
+class Inertia:
+    """Per env and link, world frame: the spatial inertia at the current pose, and the bias force."""
+
+    h: LinkVec3s
+    """First moment of mass, m * com."""
+    J: LinkMat33s
+    """Rotational inertia about the world origin."""
+    f: LinkSpatialVectors
+    """Bias force I*A + V x* I*V."""
+
+
+@wp.struct
+class Subtree:
+    """Per env and link: mass, first moment and rotational inertia of the link's strict descendants."""
+
+    m: LinkReals
+    h: LinkVec3s
+    J: LinkMat33s
+
+
 @wp.kernel
 def link_dynamics(
-    link_parent: wp.array(dtype=wp.int32),
-    link_type: wp.array(dtype=wp.int32),
-    link_q_start: wp.array(dtype=wp.int32),
-    link_qd_start: wp.array(dtype=wp.int32),
-    link_X_pj: wp.array(dtype=transform),
-    link_anchor: wp.array(dtype=vec3),
-    link_axis: wp.array(dtype=vec3),
-    link_mass: wp.array(dtype=f64),
-    link_com: wp.array(dtype=vec3),
-    link_inertia: wp.array(dtype=mat33),
-    num_links: int,
+    links: Links,
+    bodies: LinkBodies,
     base_acceleration: vec3,
-    q: wp.array2d(dtype=f64),
-    qd: wp.array2d(dtype=f64),
-    body_X: wp.array2d(dtype=transform),
-    body_V: wp.array2d(dtype=spatial_vector),
-    body_A: wp.array2d(dtype=spatial_vector),
-    body_h: wp.array2d(dtype=vec3),
-    body_J: wp.array2d(dtype=mat33),
-    body_f: wp.array2d(dtype=spatial_vector),
+    state: State,
+    motion: Motion,
+    inertia: Inertia,
     joint_S: wp.array2d(dtype=spatial_vector),
 ):
     """Forward kinematics, velocities, bias accelerations and bias forces I*a + v x* I*v per link."""
     e = wp.tid()
+    q = state.q
+    qd = state.qd
+    body_X = motion.X
+    body_V = motion.V
+    body_A = motion.A
+    body_h = inertia.h
+    body_J = inertia.J
+    body_f = inertia.f
+    link_parent = links.parent
+    link_type = links.joint_type
+    link_q_start = links.q_start
+    link_qd_start = links.qd_start
+    link_X_pj = bodies.X_pj
+    link_anchor = bodies.anchor
+    link_axis = bodies.axis
+    link_mass = bodies.mass
+    link_com = bodies.com
+    link_inertia = bodies.inertia
     zero3 = vec3(f64(0.0), f64(0.0), f64(0.0))
-    for link in range(num_links):
+    for link in range(link_parent.shape[0]):
         p = link_parent[link]
         X_parent = wp.transform_identity(dtype=f64)
         V_parent = spatial_vector(zero3, zero3)
@@ -176,23 +245,19 @@ def link_dynamics(
 
 @wp.kernel
 def ground_contact(
-    contact_link: wp.array(dtype=wp.int32),
-    contact_point: wp.array(dtype=vec3),
-    contact_offset: wp.array(dtype=f64),
-    up: vec3,
-    ke: f64,
-    kd: f64,
-    kf: f64,
-    mu: f64,
-    friction_smoothing: f64,
-    body_X: wp.array2d(dtype=transform),
-    body_V: wp.array2d(dtype=spatial_vector),
+    contact: GroundContact,
+    motion: Motion,
     body_fext: wp.array2d(dtype=spatial_vector),
 ):
     """Penalty contact of fixed body points with the ground plane through the origin (spec §5)."""
     e, k = wp.tid()
-    link = contact_link[k]
-    p = wp.transform_point(body_X[e, link], contact_point[k]) - up * contact_offset[k]
+    body_X = motion.X
+    body_V = motion.V
+    link = contact.link[k]
+    up = contact.up
+    ke = contact.ke
+    kf = contact.kf
+    p = wp.transform_point(body_X[e, link], contact.point[k]) - up * contact.offset[k]
     depth = wp.dot(p, up)
     if depth < f64(0.0):
         V = body_V[e, link]
@@ -200,11 +265,12 @@ def ground_contact(
         vn = wp.dot(p_dot, up)
         vt = p_dot - up * vn
         penetration = -depth
-        fn = ke * penetration + kd * penetration * wp.max(-vn, f64(0.0))
-        cap = mu * ke * penetration
+        fn = ke * penetration + contact.kd * penetration * wp.max(-vn, f64(0.0))
+        cap = contact.mu * ke * penetration
         speed = wp.length(vt)
-        if friction_smoothing > f64(0.0):
-            speed = wp.sqrt(wp.dot(vt, vt) + friction_smoothing * friction_smoothing) - friction_smoothing
+        s = contact.friction_smoothing
+        if s > f64(0.0):
+            speed = wp.sqrt(wp.dot(vt, vt) + s * s) - s
         ft = vt * (-kf)
         if kf * speed > cap:
             ft = vt * (-cap / speed)
@@ -214,60 +280,50 @@ def ground_contact(
 
 @wp.kernel
 def muscle_forces(
-    segment_muscle: wp.array(dtype=wp.int32),
-    segment_link_a: wp.array(dtype=wp.int32),
-    segment_point_a: wp.array(dtype=vec3),
-    segment_link_b: wp.array(dtype=wp.int32),
-    segment_point_b: wp.array(dtype=vec3),
+    segments: MuscleSegments,
     muscle_force: wp.array2d(dtype=f64),
-    body_X: wp.array2d(dtype=transform),
+    motion: Motion,
     body_fext: wp.array2d(dtype=spatial_vector),
 ):
     """Straight muscle segments between two links: equal and opposite forces along the segment (§8.5)."""
     e, s = wp.tid()
-    la = segment_link_a[s]
-    lb = segment_link_b[s]
-    xa = wp.transform_point(body_X[e, la], segment_point_a[s])
-    xb = wp.transform_point(body_X[e, lb], segment_point_b[s])
-    F = wp.normalize(xb - xa) * muscle_force[e, segment_muscle[s]]
+    body_X = motion.X
+    la = segments.link_a[s]
+    lb = segments.link_b[s]
+    xa = wp.transform_point(body_X[e, la], segments.point_a[s])
+    xb = wp.transform_point(body_X[e, lb], segments.point_b[s])
+    F = wp.normalize(xb - xa) * muscle_force[e, segments.muscle[s]]
     wp.atomic_add(body_fext, e, la, spatial_vector(wp.cross(xa, F), F))
     wp.atomic_add(body_fext, e, lb, spatial_vector(wp.cross(xb, -F), -F))
 
 
 @wp.kernel
 def joint_forces(
-    link_parent: wp.array(dtype=wp.int32),
-    link_type: wp.array(dtype=wp.int32),
-    link_q_start: wp.array(dtype=wp.int32),
-    link_qd_start: wp.array(dtype=wp.int32),
-    link_stiffness: wp.array(dtype=f64),
-    link_damping: wp.array(dtype=f64),
-    link_limit_lower: wp.array(dtype=f64),
-    link_limit_upper: wp.array(dtype=f64),
-    link_limit_ke: wp.array(dtype=f64),
-    link_limit_kd: wp.array(dtype=f64),
-    link_spring_ref: wp.array(dtype=f64),
-    num_links: int,
-    q: wp.array2d(dtype=f64),
-    qd: wp.array2d(dtype=f64),
+    links: Links,
+    joints: PassiveJoints,
+    state: State,
     actuation: wp.array2d(dtype=f64),
-    body_f: wp.array2d(dtype=spatial_vector),
-    body_fext: wp.array2d(dtype=spatial_vector),
+    inertia: Inertia,
     joint_S: wp.array2d(dtype=spatial_vector),
+    body_fext: wp.array2d(dtype=spatial_vector),
     body_F_children: wp.array2d(dtype=spatial_vector),
     tau: wp.array2d(dtype=f64),
 ):
     """Backward pass: subtree forces, then tau = u - S^T F + passive joint forces (spec §3)."""
     e = wp.tid()
+    q = state.q
+    qd = state.qd
+    body_f = inertia.f
+    num_links = links.parent.shape[0]
     for k in range(num_links):
         link = num_links - 1 - k
         F = body_f[e, link] - body_fext[e, link] + body_F_children[e, link]
-        p = link_parent[link]
+        p = links.parent[link]
         if p >= 0:
             wp.atomic_add(body_F_children, e, p, F)
-        jtype = link_type[link]
-        qs = link_q_start[link]
-        ds = link_qd_start[link]
+        jtype = links.joint_type[link]
+        qs = links.q_start[link]
+        ds = links.qd_start[link]
         if jtype == FREE:
             for i in range(6):
                 tau[e, ds + i] = actuation[e, ds + i] - wp.dot(joint_S[e, ds + i], F)
@@ -277,66 +333,66 @@ def joint_forces(
                 tau[e, ds + i] = (
                     actuation[e, ds + i]
                     - wp.dot(joint_S[e, ds + i], F)
-                    - link_stiffness[link] * q[e, qs + 1 + i]
-                    - link_damping[link] * qd[e, ds + i]
+                    - joints.stiffness[link] * q[e, qs + 1 + i]
+                    - joints.damping[link] * qd[e, ds + i]
                 )
         elif jtype == HINGE or jtype == SLIDE:
             x = q[e, qs]
             limit_force = f64(0.0)
-            if x < link_limit_lower[link]:
-                limit_force = link_limit_ke[link] * (link_limit_lower[link] - x)
-            elif x > link_limit_upper[link]:
-                limit_force = link_limit_ke[link] * (link_limit_upper[link] - x)
+            if x < joints.limit_lower[link]:
+                limit_force = joints.limit_ke[link] * (joints.limit_lower[link] - x)
+            elif x > joints.limit_upper[link]:
+                limit_force = joints.limit_ke[link] * (joints.limit_upper[link] - x)
             tau[e, ds] = (
                 actuation[e, ds]
                 - wp.dot(joint_S[e, ds], F)
-                - link_stiffness[link] * (x - link_spring_ref[link])
-                - (link_damping[link] + link_limit_kd[link]) * qd[e, ds]
+                - joints.stiffness[link] * (x - joints.spring_ref[link])
+                - (joints.damping[link] + joints.limit_kd[link]) * qd[e, ds]
                 + limit_force
             )
 
 
 @wp.kernel
 def mass_matrix(
-    link_parent: wp.array(dtype=wp.int32),
+    links: Links,
     link_mass: wp.array(dtype=f64),
-    num_links: int,
-    mass_row_start: wp.array(dtype=wp.int32),
-    mass_row_col: wp.array(dtype=wp.int32),
-    dof_link: wp.array(dtype=wp.int32),
-    body_h: wp.array2d(dtype=vec3),
-    body_J: wp.array2d(dtype=mat33),
+    layout: MassMatrixLayout,
+    inertia: Inertia,
     joint_S: wp.array2d(dtype=spatial_vector),
-    children_m: wp.array2d(dtype=f64),
-    children_h: wp.array2d(dtype=vec3),
-    children_J: wp.array2d(dtype=mat33),
+    subtree: Subtree,
     H: wp.array3d(dtype=f64),
 ):
     """Joint-space mass matrix by composite rigid bodies: H[d, c] = S_c^T I_subtree(d) S_d.
 
     Row d lists its nonzero columns (dofs of the link's ancestors and its own) in
-    mass_row_col[mass_row_start[d]:mass_row_start[d + 1]]; I_subtree(d) S_d is computed once per row.
+    layout.row_col[layout.row_start[d]:layout.row_start[d + 1]]; I_subtree(d) S_d is computed once per row.
     """
     e = wp.tid()
+    body_h = inertia.h
+    body_J = inertia.J
+    children_m = subtree.m
+    children_h = subtree.h
+    children_J = subtree.J
     # children_* arrive zeroed and collect the subtrees below each link; a link reads its entry only after
     # all its children (higher indices) have pushed theirs, so every read sees the final value.
+    num_links = links.parent.shape[0]
     for k in range(num_links):
         link = num_links - 1 - k
-        p = link_parent[link]
+        p = links.parent[link]
         if p >= 0:
             wp.atomic_add(children_m, e, p, children_m[e, link] + link_mass[link])
             wp.atomic_add(children_h, e, p, children_h[e, link] + body_h[e, link])
             wp.atomic_add(children_J, e, p, children_J[e, link] + body_J[e, link])
-    for d in range(mass_row_start.shape[0] - 1):
-        link = dof_link[d]
+    for d in range(layout.row_start.shape[0] - 1):
+        link = layout.dof_link[d]
         F = inertia_times(
             children_m[e, link] + link_mass[link],
             children_h[e, link] + body_h[e, link],
             children_J[e, link] + body_J[e, link],
             joint_S[e, d],
         )
-        for k in range(mass_row_start[d], mass_row_start[d + 1]):
-            c = mass_row_col[k]
+        for k in range(layout.row_start[d], layout.row_start[d + 1]):
+            c = layout.row_col[k]
             value = wp.dot(joint_S[e, c], F)
             H[e, d, c] = value
             if c != d:
@@ -345,24 +401,23 @@ def mass_matrix(
 
 @wp.kernel
 def integrate(
-    link_type: wp.array(dtype=wp.int32),
-    link_q_start: wp.array(dtype=wp.int32),
-    link_qd_start: wp.array(dtype=wp.int32),
-    num_links: int,
+    links: Links,
     h: f64,
-    q: wp.array2d(dtype=f64),
-    qd: wp.array2d(dtype=f64),
+    state: State,
     qdd: wp.array2d(dtype=f64),
-    q_out: wp.array2d(dtype=f64),
-    qd_out: wp.array2d(dtype=f64),
+    out: State,
 ):
     """Semi-implicit Euler: velocities first, then positions with the new velocities (spec §4)."""
     e = wp.tid()
     half = f64(0.5)
-    for link in range(num_links):
-        jtype = link_type[link]
-        qs = link_q_start[link]
-        ds = link_qd_start[link]
+    q = state.q
+    qd = state.qd
+    q_out = out.q
+    qd_out = out.qd
+    for link in range(links.parent.shape[0]):
+        jtype = links.joint_type[link]
+        qs = links.q_start[link]
+        ds = links.qd_start[link]
         if jtype == FREE:
             for i in range(6):
                 qd_out[e, ds + i] = qd[e, ds + i] + qdd[e, ds + i] * h

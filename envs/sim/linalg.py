@@ -1,10 +1,10 @@
 """Dense per-env Cholesky factorisation and solve, with a hand-written adjoint (spec §4).
 
-These kernels are not differentiated by Warp: the solve's adjoint is registered on the tape by the
-simulator. For qdd = (H + diag(armature))^-1 tau it gives adj_tau = z and adj_H = -z qdd^T with
-z = (H + diag(armature))^-1 adj_qdd, using the cached factor. That is dflex's rule (the Cholesky step
-itself is a no-op in the adjoint) and it is also the exact gradient, because H is symmetric and the
-factor is only a way of applying its inverse.
+These kernels are not differentiated by Warp: the simulator's backward plan runs ``solve_adjoint`` in
+place of the solve's adjoint. For qdd = (H + diag(armature))^-1 tau it gives adj_tau = z and
+adj_H = -z qdd^T with z = (H + diag(armature))^-1 adj_qdd, using the cached factor. That is dflex's rule
+(the Cholesky step itself is a no-op in the adjoint) and it is also the exact gradient, because H is
+symmetric and the factor is only a way of applying its inverse.
 """
 
 from __future__ import annotations

@@ -26,6 +26,11 @@ _MJ_TO_JOINT = {
     int(mujoco.mjtJoint.mjJNT_HINGE): JOINT_HINGE,
     int(mujoco.mjtJoint.mjJNT_SLIDE): JOINT_SLIDE,
 }
+# Element types of the per-link, per-dof and per-point tables below.
+Indices = wp.array(dtype=wp.int32)
+Reals = wp.array(dtype=wp.float64)
+Vec3s = wp.array(dtype=wp.vec3d)
+
 _JOINT_NDOF = {JOINT_FREE: 6, JOINT_BALL: 3, JOINT_HINGE: 1, JOINT_SLIDE: 1, JOINT_FIXED: 0}
 
 
@@ -65,6 +70,84 @@ class PhysicsParams:
             raise ValueError("substeps and mass_matrix_interval must be >= 1")
 
 
+@wp.struct
+class Links:
+    """The kinematic tree, one link per joint, in tree order (every parent before its children)."""
+
+    parent: Indices
+    """Parent link index, -1 for a child of the world."""
+    joint_type: Indices
+    q_start: Indices
+    """First coordinate of the link's joint in ``q``."""
+    qd_start: Indices
+    """First dof of the link's joint in ``qd``."""
+
+
+@wp.struct
+class LinkBodies:
+    """Per link: its joint's frame and axis, and the inertia of the body it carries."""
+
+    X_pj: wp.array(dtype=wp.transformd)
+    """Joint frame in the parent link's frame at zero joint coordinates."""
+    anchor: Vec3s
+    axis: Vec3s
+    mass: Reals
+    com: Vec3s
+    inertia: wp.array(dtype=wp.mat33d)
+    """Rotational inertia about the centre of mass, in the link frame."""
+
+
+@wp.struct
+class PassiveJoints:
+    """Per-link passive joint parameters (all dofs of a joint share them; free joints have none)."""
+
+    stiffness: Reals
+    damping: Reals
+    limit_lower: Reals
+    limit_upper: Reals
+    limit_ke: Reals
+    limit_kd: Reals
+    spring_ref: Reals
+
+
+@wp.struct
+class MassMatrixLayout:
+    """Which link moves each dof, and the mass matrix's nonzero pattern."""
+
+    dof_link: Indices
+    row_start: Indices
+    """Row d of the mass matrix has its nonzero columns at row_col[row_start[d]:row_start[d + 1]]."""
+    row_col: Indices
+
+
+@wp.struct
+class GroundContact:
+    """Contact points fixed on links, and the penalty law against the ground plane through the origin."""
+
+    link: Indices
+    point: Vec3s
+    """Point in its link's frame."""
+    offset: Reals
+    """Radius of the geom around the point (0 for box corners)."""
+    up: wp.vec3d
+    ke: wp.float64
+    kd: wp.float64
+    kf: wp.float64
+    mu: wp.float64
+    friction_smoothing: wp.float64
+
+
+@wp.struct
+class MuscleSegments:
+    """Straight muscle segments, each pulling two links (points in link frames) with its muscle's force."""
+
+    muscle: Indices
+    link_a: Indices
+    point_a: Vec3s
+    link_b: Indices
+    point_b: Vec3s
+
+
 @dataclass
 class Model:
     """Engine arrays on one device; shared by every env of a batch (all envs simulate the same model)."""
@@ -75,49 +158,36 @@ class Model:
     num_links: int
     nq: int
     nv: int
-    link_parent: wp.array
-    link_type: wp.array
-    link_q_start: wp.array
-    link_qd_start: wp.array
-    link_X_pj: wp.array
-    link_anchor: wp.array
-    link_axis: wp.array
-    link_mass: wp.array
-    link_com: wp.array
-    link_inertia: wp.array
-    link_stiffness: wp.array
-    link_damping: wp.array
-    link_limit_lower: wp.array
-    link_limit_upper: wp.array
-    link_limit_ke: wp.array
-    link_limit_kd: wp.array
-    link_spring_ref: wp.array
+    links: Links
+    bodies: LinkBodies
+    joints: PassiveJoints
+    mass_layout: MassMatrixLayout
     dof_armature: wp.array
-    mass_row_start: wp.array
-    """Row d of the mass matrix has its nonzero columns at mass_row_col[start[d]:start[d + 1]]."""
-    mass_row_col: wp.array
-    dof_link: wp.array
-    contact_link: wp.array
-    contact_point: wp.array
-    contact_offset: wp.array
+    """Diagonal added to the mass matrix, per dof."""
+    contact: GroundContact
     gravity: np.ndarray
     up: np.ndarray
     body_link: np.ndarray
     """MuJoCo body id -> index of the link carrying that body's frame (-1 for the world)."""
     muscle_count: int = 0
-    segment_muscle: wp.array | None = None
-    segment_link_a: wp.array | None = None
-    segment_point_a: wp.array | None = None
-    segment_link_b: wp.array | None = None
-    segment_point_b: wp.array | None = None
+    muscles: MuscleSegments | None = None
+    """None for a model without muscles."""
 
     @property
     def num_contacts(self) -> int:
-        return self.contact_link.shape[0]
+        return self.contact.link.shape[0]
 
     @property
     def num_segments(self) -> int:
-        return 0 if self.segment_muscle is None else self.segment_muscle.shape[0]
+        return 0 if self.muscles is None else self.muscles.muscle.shape[0]
+
+
+def make_struct(cls: type, **fields: object) -> object:
+    """An instance of the ``wp.struct`` ``cls`` with ``fields`` set."""
+    instance = cls()
+    for name, value in fields.items():
+        setattr(instance, name, value)
+    return instance
 
 
 def _per_dof(value: float | np.ndarray | None, default: np.ndarray, name: str) -> np.ndarray:
@@ -275,6 +345,7 @@ def build_model(
     def arr(values, dtype):
         return wp.array(np.asarray(values), dtype=dtype, device=device)
 
+    f64 = wp.float64
     model = Model(
         mjmodel=m,
         params=params,
@@ -282,39 +353,63 @@ def build_model(
         num_links=num_links,
         nq=m.nq,
         nv=nv,
-        link_parent=arr(link_parent, wp.int32),
-        link_type=arr(link_type, wp.int32),
-        link_q_start=arr(q_start, wp.int32),
-        link_qd_start=arr(qd_start, wp.int32),
-        link_X_pj=arr(np.array(X_pj), wp.transformd),
-        link_anchor=arr(np.array(anchor), wp.vec3d),
-        link_axis=arr(np.array(axis), wp.vec3d),
-        link_mass=arr(mass, wp.float64),
-        link_com=arr(np.array(com), wp.vec3d),
-        link_inertia=arr(np.array(inertia), wp.mat33d),
-        link_stiffness=arr(per_link["ke"], wp.float64),
-        link_damping=arr(per_link["kd"], wp.float64),
-        link_limit_lower=arr(per_link["lo"], wp.float64),
-        link_limit_upper=arr(per_link["hi"], wp.float64),
-        link_limit_ke=arr(per_link["lke"], wp.float64),
-        link_limit_kd=arr(per_link["lkd"], wp.float64),
-        link_spring_ref=arr(per_link["ref"], wp.float64),
-        dof_armature=arr(armature, wp.float64),
-        mass_row_start=arr(np.searchsorted(rows, np.arange(nv + 1)), wp.int32),
-        mass_row_col=arr(cols, wp.int32),
-        dof_link=arr(dof_link, wp.int32),
-        contact_link=arr(np.array(contact_links, dtype=np.int32).reshape(-1), wp.int32),
-        contact_point=arr(np.array(contact_points).reshape(-1, 3), wp.vec3d),
-        contact_offset=arr(np.array(contact_offsets).reshape(-1), wp.float64),
+        links=make_struct(
+            Links,
+            parent=arr(link_parent, wp.int32),
+            joint_type=arr(link_type, wp.int32),
+            q_start=arr(q_start, wp.int32),
+            qd_start=arr(qd_start, wp.int32),
+        ),
+        bodies=make_struct(
+            LinkBodies,
+            X_pj=arr(np.array(X_pj), wp.transformd),
+            anchor=arr(np.array(anchor), wp.vec3d),
+            axis=arr(np.array(axis), wp.vec3d),
+            mass=arr(mass, f64),
+            com=arr(np.array(com), wp.vec3d),
+            inertia=arr(np.array(inertia), wp.mat33d),
+        ),
+        joints=make_struct(
+            PassiveJoints,
+            stiffness=arr(per_link["ke"], f64),
+            damping=arr(per_link["kd"], f64),
+            limit_lower=arr(per_link["lo"], f64),
+            limit_upper=arr(per_link["hi"], f64),
+            limit_ke=arr(per_link["lke"], f64),
+            limit_kd=arr(per_link["lkd"], f64),
+            spring_ref=arr(per_link["ref"], f64),
+        ),
+        mass_layout=make_struct(
+            MassMatrixLayout,
+            dof_link=arr(dof_link, wp.int32),
+            row_start=arr(np.searchsorted(rows, np.arange(nv + 1)), wp.int32),
+            row_col=arr(cols, wp.int32),
+        ),
+        dof_armature=arr(armature, f64),
+        contact=make_struct(
+            GroundContact,
+            link=arr(np.array(contact_links, dtype=np.int32).reshape(-1), wp.int32),
+            point=arr(np.array(contact_points).reshape(-1, 3), wp.vec3d),
+            offset=arr(np.array(contact_offsets).reshape(-1), f64),
+            up=wp.vec3d(*up),
+            ke=f64(params.contact_ke),
+            kd=f64(params.contact_kd),
+            kf=f64(params.contact_kf),
+            mu=f64(params.contact_mu),
+            friction_smoothing=f64(params.friction_smoothing),
+        ),
         gravity=gravity,
         up=up,
         body_link=body_link,
     )
     if muscles is not None:
         model.muscle_count = len(muscles.names)
-        model.segment_muscle = arr(np.asarray(muscles.segment_muscle, dtype=np.int32), wp.int32)
-        model.segment_link_a = arr(body_link[np.asarray(muscles.segment_body_a)].astype(np.int32), wp.int32)
-        model.segment_link_b = arr(body_link[np.asarray(muscles.segment_body_b)].astype(np.int32), wp.int32)
-        model.segment_point_a = arr(np.asarray(muscles.segment_point_a, dtype=np.float64), wp.vec3d)
-        model.segment_point_b = arr(np.asarray(muscles.segment_point_b, dtype=np.float64), wp.vec3d)
+        model.muscles = make_struct(
+            MuscleSegments,
+            muscle=arr(np.asarray(muscles.segment_muscle, dtype=np.int32), wp.int32),
+            link_a=arr(body_link[np.asarray(muscles.segment_body_a)].astype(np.int32), wp.int32),
+            point_a=arr(np.asarray(muscles.segment_point_a, dtype=np.float64), wp.vec3d),
+            link_b=arr(body_link[np.asarray(muscles.segment_body_b)].astype(np.int32), wp.int32),
+            point_b=arr(np.asarray(muscles.segment_point_b, dtype=np.float64), wp.vec3d),
+        )
     return model
