@@ -297,9 +297,7 @@ def test_memory_estimate_covers_the_engine_buffers():
             return obj.capacity + (nbytes(obj.grad) if obj.grad is not None else 0)
         if isinstance(obj, list | tuple):
             return sum(nbytes(x) for x in obj)
-        if wp.types.is_struct(obj) or (
-            dataclasses.is_dataclass(obj) and not isinstance(obj, type)
-        ):
+        if wp.types.is_struct(obj) or (dataclasses.is_dataclass(obj) and not isinstance(obj, type)):
             return sum(nbytes(v) for v in vars(obj).values())
         return 0
 
