@@ -128,7 +128,8 @@ class Plan:
 def seconds_per_call(step: Callable[[], Any], available: int) -> float:
     """Seconds per call of ``step``: :data:`WARMUP_CALLS` untimed calls, then up to :data:`TIMED_CALLS`
     timed ones, never more calls than ``available`` (>= 1; a trainer must not pass its budget). NaN when
-    ``step`` raises FloatingPointError (persistent nan/inf gradients): the run itself will report it."""
+    ``step`` raises (persistent nan/inf gradients, non-finite actions, ...): the run itself meets the same
+    failure and reports it in its run directory, so the warm-up must not end the command first."""
     if available < 1:
         raise ValueError(f"need at least one call to measure, got {available}")
     warmup = min(WARMUP_CALLS, available - 1)
@@ -141,7 +142,7 @@ def seconds_per_call(step: Callable[[], Any], available: int) -> float:
             step()
         if torch.cuda.is_initialized():  # kernels launched asynchronously count too
             torch.cuda.synchronize()
-    except FloatingPointError:
+    except Exception:
         return math.nan
     return (time.perf_counter() - start) / calls
 

@@ -68,13 +68,14 @@ def engine_muscles(env) -> dict[str, np.ndarray] | None:
     model = env.model
     if model.num_segments == 0:
         return None
+    segments = model.muscles
     body_of_link = {int(link): body for body, link in enumerate(model.body_link) if link >= 0}
     return {
-        "muscle": model.segment_muscle.numpy(),
-        "body_a": np.array([body_of_link[int(k)] for k in model.segment_link_a.numpy()]),
-        "body_b": np.array([body_of_link[int(k)] for k in model.segment_link_b.numpy()]),
-        "point_a": model.segment_point_a.numpy(),
-        "point_b": model.segment_point_b.numpy(),
+        "muscle": segments.muscle.numpy(),
+        "body_a": np.array([body_of_link[int(k)] for k in segments.link_a.numpy()]),
+        "body_b": np.array([body_of_link[int(k)] for k in segments.link_b.numpy()]),
+        "point_a": segments.point_a.numpy(),
+        "point_b": segments.point_b.numpy(),
     }
 
 

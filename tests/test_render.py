@@ -69,7 +69,7 @@ def test_drawn_muscle_segments_are_the_engine_segments() -> None:
     muscles = engine_muscles(env)
     transforms = env.sim.link_transforms(env.q)  # [N, links, 7]: position, quaternion xyzw
     for side in ("a", "b"):
-        links = torch.as_tensor(env.model.__getattribute__(f"segment_link_{side}").numpy(), dtype=torch.long)
+        links = torch.as_tensor(getattr(env.model.muscles, f"link_{side}").numpy(), dtype=torch.long)
         points = torch.as_tensor(muscles[f"point_{side}"])
         for i in range(env.num_envs):
             frame = transforms[i, links]
