@@ -25,7 +25,7 @@ from algos.wm_training import (
 from algos.world_model import WorldModel, world_model_config
 from bench.collect import collect, random_policy
 from bench.harness import evaluate
-from bench.presets import published_config
+from bench.presets import pretrain_settings, published_config, resolve_settings
 from tests.toy_envs import make_toy_env
 
 TINY = PWMConfig(
@@ -117,6 +117,7 @@ def test_actor_loss_and_td_targets_hand_example(tmp_path: Path, exponent: str, e
         ret_rms=False,
         critic_iterations=1,
         bootstrap_exponent=exponent,
+        diagnostics_interval=0,  # ScriptedEnv has no state_dict
     )
     pwm = PWM(ScriptedEnv(), config, seed=0, world_model=untrained(model))
     for member in pwm.critic.members:
@@ -182,7 +183,7 @@ def test_a_real_episode_end_leaves_the_other_envs_gradients_intact(tmp_path: Pat
     torch.manual_seed(0)
     model = WorldModel(1, 1, world_model_config("tiny"))
     torch.nn.init.normal_(model.reward_head[-1].weight)  # rewards that depend on z and a
-    config = replace(TINY, horizon=4, ret_rms=False)
+    config = replace(TINY, horizon=4, ret_rms=False, diagnostics_interval=0)
     gradients = []
     for end in (1, None):
         torch.manual_seed(1)
@@ -300,6 +301,15 @@ def test_config_validation(tmp_path: Path, pretrained: PretrainedWorldModel) -> 
         8,
     )
     assert published_config("pwm", "online", "humanoid")[1] == 64
+
+
+def test_cpu_presets_use_the_small_world_model_and_paper_the_paper_size() -> None:
+    for variant in ("online", "offline"):
+        for preset, size in (("cpu", "small"), ("paper", "single")):
+            settings = resolve_settings("pwm", "ant", preset, variant)
+            assert PWMConfig.from_dict(settings["algo"]).world_model == world_model_config(size)
+    assert pretrain_settings("cpu", "ant").world_model == world_model_config("small")
+    assert pretrain_settings("paper", "ant").world_model == world_model_config("single")
 
 
 def episode(length: int, tag: float, obs_dim: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
