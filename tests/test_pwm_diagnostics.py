@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -13,7 +14,9 @@ from algos.networks import CriticEnsemble, StochasticActor
 from algos.pwm import PWM
 from algos.pwm_diagnostics import diagnose, gradient_cosine, policy_noise, reset_snapshot
 from algos.wm_training import PretrainedWorldModel
+from bench import report, rundir
 from tests.test_pwm import TINY, pretrained, toy_data  # noqa: F401 (fixtures)
+from tests.test_report import _make_run
 from tests.toy_envs import make_toy_env
 
 
@@ -114,3 +117,38 @@ def test_pwm_logs_diagnostics_without_changing_training(
     # Bit-identical training with and without diagnostics.
     plain = [{k: v for k, v in m.items() if not k.startswith("diag/")} for m in runs[2]]
     assert plain == runs[0]
+
+
+def test_report_plots_diagnostics_when_runs_logged_them(
+    tmp_path: Path,
+    toy_data: Path,  # noqa: F811
+    pretrained: PretrainedWorldModel,  # noqa: F811
+) -> None:
+    root = tmp_path / "runs"
+    with_diag = _make_run(root, "pwm", "Ant", 0)
+    _make_run(root, "pwm", "Ant", 1)  # no train.csv: contributes nothing
+    config = replace(TINY, mode="offline", diagnostics_interval=2, max_epochs=4)
+    pwm = PWM(make_toy_env(num_envs=8, seed=0), config, 0, pretrained, load_dataset(toy_data))
+    rows = []
+    for step in range(4):
+        metrics = pwm.train_iteration()
+        rows += [
+            {"step": step, "env_steps": 0, "wall_time_s": 0.0, "metric": k, "value": v}
+            for k, v in metrics.items()
+        ]
+    rundir.append_rows(with_diag / rundir.TRAIN, rundir.TRAIN_COLUMNS, rows)
+
+    out = tmp_path / "report"
+    assert report.main([str(root), "--out", str(out), "--resamples", "50", "--curve-resamples", "10"]) == 0
+    table = pd.read_csv(out / "diagnostics.csv")
+    assert set(table["step"]) == {0, 2} and set(table["run"]) == {str(with_diag.relative_to(root))}
+    cosine = table[(table["metric"] == "diag/gradient_cosine") & (table["step"] == 2)]["value"]
+    assert cosine.tolist() == pytest.approx(
+        [next(r["value"] for r in rows if r["step"] == 2 and r["metric"] == "diag/gradient_cosine")]
+    )
+    assert (out / "diagnostics.png").stat().st_size > 0
+
+    plain = tmp_path / "plain"
+    (with_diag / rundir.TRAIN).unlink()
+    assert report.main([str(root), "--out", str(plain), "--resamples", "50", "--curve-resamples", "10"]) == 0
+    assert not list(plain.glob("diagnostics*"))

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from bench import cli
+from bench.report.diagnostics import write_diagnostics
 from bench.report.ingest import coverage_report, load_runs
 from bench.report.options import ReportError, ReportOptions
 from bench.report.output import make_report
@@ -147,4 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ReportError as exc:
         parser.error(str(exc))
     print_summary(result, args.out)
+    reported = runs[runs["run"].isin(table["run"].unique())]
+    diagnostics = write_diagnostics(args.results_dir, reported, args.out, options.formats)
+    if diagnostics:
+        print(f"PWM diagnostics: {', '.join(path.name for path in diagnostics)}")
     return 0
