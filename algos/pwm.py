@@ -10,6 +10,8 @@ One iteration (``PWM.train_iteration``):
      actor gradient norm and step (a non-finite gradient skips the step and is counted);
   4. fit the critics to TD(lambda) targets of the imagined window (model rewards, ensemble-minimum values);
   5. ``online`` only: fine-tune the world model on replay batches.
+Every ``diagnostics_interval`` iterations (before step 1) ``diag/*`` metrics compare the model with the
+simulator on fixed reset states (:mod:`algos.pwm_diagnostics`); they change no training state.
 
 Modes (``PWMConfig.mode``; each a small strategy object, :class:`Online` and :class:`Offline`):
 - ``online`` (the released single-task driver): start states are the current real env states; the real env

@@ -195,6 +195,26 @@ def test_a_real_episode_end_leaves_the_other_envs_gradients_intact(tmp_path: Pat
     assert any(bool(g.abs().sum() > 0) for g in gradients[0])
 
 
+def test_offline_start_states_are_dataset_states_with_a_full_window_ahead(
+    toy_data: Path, pretrained: PretrainedWorldModel
+) -> None:
+    dataset = load_dataset(toy_data)
+    config = replace(TINY, mode="offline", batch_size=256, diagnostics_interval=0)
+    pwm = PWM(make_toy_env(num_envs=8), config, 0, pretrained, dataset)
+    where = {}  # dataset observation -> (episode, step, episode length)
+    for episode, (start, length) in enumerate(
+        zip(dataset.episode_start, dataset.episode_length, strict=True)
+    ):
+        for step in range(length + 1):
+            where[tuple(dataset.obs[start + step].tolist())] = (episode, step, int(length))
+    first, second = pwm.mode.start_states(), pwm.mode.start_states()
+    assert first.shape == (256, 4) and not torch.equal(first, second)  # fresh states every iteration
+    found = [where[tuple(row.tolist())] for row in first]  # KeyError: not an observation of the dataset
+    assert all(step + config.horizon <= length for _, step, length in found)  # H real steps follow each
+    assert len({episode for episode, _, _ in found}) > 32  # spread over the 64 episodes
+    assert len({step for _, step, _ in found}) > 16  # and over their time steps, not only the first
+
+
 def test_data_env_steps_count_each_dataset_once(toy_data: Path, pretrained: PretrainedWorldModel) -> None:
     dataset = load_dataset(toy_data)
     transitions = dataset.num_transitions
@@ -206,22 +226,40 @@ def test_data_env_steps_count_each_dataset_once(toy_data: Path, pretrained: Pret
     assert seeded.mode.replay.num_transitions == transitions and seeded.data_env_steps == transitions
 
 
-def test_pwm_improves_return_on_toy_env(toy_data: Path, pretrained: PretrainedWorldModel) -> None:
-    torch.manual_seed(1)
-    config = TINY
-    pwm = PWM(make_toy_env(num_envs=32, seed=1), config, 1, pretrained, load_dataset(toy_data))
-    eval_env = make_toy_env(num_envs=16, seed=101)
+def toy_learning(
+    mode: str, seed: int, iterations: int, toy_data: Path, pretrained: PretrainedWorldModel
+) -> tuple[float, float]:
+    """Deterministic evaluation return (16 episodes) of a PWM actor on the toy env before and after
+    ``iterations`` iterations from the pretrained tiny model."""
+    torch.manual_seed(seed)
+    config = replace(TINY, mode=mode, max_epochs=iterations, diagnostics_interval=0)
+    pwm = PWM(make_toy_env(num_envs=32, seed=seed), config, seed, pretrained, load_dataset(toy_data))
+    eval_env = make_toy_env(num_envs=16, seed=100 + seed)
 
     def score() -> float:
         return float(evaluate(eval_env, lambda obs: pwm.act(obs)).returns.mean())
 
     before = score()
-    for _ in range(config.max_epochs):
+    for _ in range(iterations):
         metrics = pwm.train_iteration()
-    after = score()
-    # The optimum is about 2.3 per step over 64 steps (~140).
-    assert after > 100 and after > before + 50, (before, after)
-    assert metrics["collect_only"] == 0.0 and metrics["wm_steps"] == 4.0
+    assert metrics["collect_only"] == 0.0
+    return before, score()
+
+
+@pytest.mark.slow
+def test_online_pwm_improves_return_on_toy_env_over_seeds(
+    toy_data: Path, pretrained: PretrainedWorldModel
+) -> None:
+    # The optimum is about 2.3 per step over 64 steps (~140). Measured on an AMD EPYC at 100 iterations,
+    # seeds 0-9: all 10 improve by more than 50 (before -26 to 71, after 137-143 except seed 7: 98.4), 9 of
+    # 10 end above 100. At the former 30 iterations 4 of 10 seeds cleared the bar (issue 10).
+    # Offline PWM on this toy data does not improve the real return (seeds 0, 1 at 100 iterations: 70.6 ->
+    # 16.0, -26.4 -> 10.6; issue 10: 0 of 10): its diagnostics show the model's actor gradient turning
+    # against the simulator's (cosine about +1 at the start, negative after 20-40 iterations), so there is
+    # no offline learning test; the offline start states are tested above.
+    results = [toy_learning("online", seed, 100, toy_data, pretrained) for seed in range(5)]
+    improved = sum(after > before + 50 for before, after in results)
+    assert float(np.median([after for _, after in results])) > 100 and improved >= 4, results
 
 
 def test_fresh_model_collects_until_the_replay_can_sample() -> None:
