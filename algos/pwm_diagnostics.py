@@ -11,7 +11,8 @@ is rolled out H steps twice with the same rule a_h = tanh(mu(E(o_h)) + std * eps
   inputs detached as in training when ``detach``);
 - ``wm_*_error``: the model's prediction errors along the real trajectory, data it never trained on (these
   rollouts enter no replay): latent MSE ||F(z, a) - E(o')||^2 and reward squared error one step ahead
-  (teacher-forced) and H steps open-loop from E(o_0) with the real actions;
+  (teacher-forced) and H steps open-loop from E(o_0) with the real actions, and ``model_return_real_actions``,
+  the model's return of those same actions (compare with ``real_return``);
 - ``critic_value`` vs ``critic_target``: V(E(o_0)) against the real H-step return plus gamma^H V(E(o_H)) for
   envs whose episode went on (0 for those that ended); ``critic_gap`` their difference.
 
@@ -116,19 +117,23 @@ def prediction_errors(
     action: torch.Tensor,
     reward: torch.Tensor,
     alive: torch.Tensor,
+    gamma: float,
 ) -> dict[str, float]:
     """The model's errors along a real trajectory (obs [H+1, N, d], action [H, N, a], reward [H, N] in model
-    units, alive [H, N]): latent MSE and reward squared error one step ahead and at H steps open-loop."""
+    units, alive [H, N]): latent MSE and reward squared error one step ahead and at H steps open-loop, and
+    the model's discounted return of the real actions replayed open-loop from E(o_0)."""
     targets = world_model.encode(obs)
     one_step_z, one_step_r = world_model.step(targets[:-1], action)
-    z = targets[0]
-    for h in range(action.shape[0]):
-        z, open_loop_r = world_model.step(z, action[h])
+    z, open_loop = targets[0], []
+    for step_action in action:
+        z, open_loop_r = world_model.step(z, step_action)
+        open_loop.append(open_loop_r)
     whole = alive[-1] > 0  # envs whose episode ran through the window: the H-step comparison is defined
     count = alive.sum().clamp(min=1)
     errors = {
         "wm_latent_error_1step": float(((one_step_z - targets[1:]).square().mean(-1) * alive).sum() / count),
         "wm_reward_error_1step": float(((one_step_r - reward).square() * alive).sum() / count),
+        "model_return_real_actions": float(discounted_return(torch.stack(open_loop), alive, gamma).mean()),
     }
     if bool(whole.any()):
         errors["wm_latent_error_Hstep"] = float((z - targets[-1]).square().mean(-1)[whole].mean())
@@ -186,6 +191,6 @@ def diagnose(
             "real_episode_ends": float(ended.sum()),
         }
         metrics.update(
-            prediction_errors(world_model, real["obs"], real["action"], real_reward, real["alive"])
+            prediction_errors(world_model, real["obs"], real["action"], real_reward, real["alive"], gamma)
         )
-    return {f"diag/{name}": value for name, value in metrics.items()}
+    return {f"diag/{name}": number for name, number in metrics.items()}

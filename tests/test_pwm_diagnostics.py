@@ -66,6 +66,7 @@ def test_an_exact_model_agrees_with_the_simulator_and_a_lying_one_does_not() -> 
     assert exact["diag/gradient_cosine"] == pytest.approx(1.0, abs=1e-5)
     assert exact["diag/return_gap"] == pytest.approx(0.0, abs=1e-5)
     assert exact["diag/real_return"] == pytest.approx(exact["diag/real_return_raw"])
+    assert exact["diag/model_return_real_actions"] == pytest.approx(exact["diag/real_return"], rel=1e-5)
     for name in ("latent_error_1step", "reward_error_1step", "latent_error_Hstep", "reward_error_Hstep"):
         assert exact[f"diag/wm_{name}"] == pytest.approx(0.0, abs=1e-10)
     # The env is left exactly as found (state and random stream).
@@ -77,6 +78,8 @@ def test_an_exact_model_agrees_with_the_simulator_and_a_lying_one_does_not() -> 
     assert lying["diag/imagined_return"] == pytest.approx(-lying["diag/real_return"], rel=1e-5)
     drifting = diagnose(env, start, ExactToyModel(lateral_drift=0.05), actor, critic, None, noise, 0.99, True)
     assert drifting["diag/wm_latent_error_Hstep"] > drifting["diag/wm_latent_error_1step"] > 0
+    # Drifting sideways costs lateral reward the simulator does not charge: less return for the same actions.
+    assert drifting["diag/model_return_real_actions"] < drifting["diag/real_return"]
 
 
 def test_real_return_and_critic_target_by_hand() -> None:
