@@ -10,6 +10,8 @@ One iteration (``PWM.train_iteration``):
      actor gradient norm and step (a non-finite gradient skips the step and is counted);
   4. fit the critics to TD(lambda) targets of the imagined window (model rewards, ensemble-minimum values);
   5. ``online`` only: fine-tune the world model on replay batches.
+Every ``diagnostics_interval`` iterations (before step 1) ``diag/*`` metrics compare the model with the
+simulator on fixed reset states (:mod:`algos.pwm_diagnostics`); they change no training state.
 
 Modes (``PWMConfig.mode``; each a small strategy object, :class:`Online` and :class:`Offline`):
 - ``online`` (the released single-task driver): start states are the current real env states; the real env
@@ -39,6 +41,7 @@ import torch
 from algos.critic import td_lambda_targets
 from algos.dataset import EpisodeDataset, EpisodeRecorder, sample_subtrajectories
 from algos.normalizers import normalized_actor_loss
+from algos.pwm_diagnostics import diagnose, policy_noise, reset_snapshot
 from algos.replay import EpisodeReplay
 from algos.training import ActorCriticConfig, ActorCriticLearner, WindowLoss
 from algos.wm_training import PretrainedWorldModel, WMTrainConfig, WorldModelTrainer, select_episodes
@@ -82,6 +85,10 @@ class PWMConfig(ActorCriticConfig):
     """Online without a pretrained model: steps of the first model training (None: env.max_episode_steps)."""
     replay_capacity: int = 1_000_000
     """Replay rows (online); a dataset seeds it with a random subset of whole episodes that fits."""
+    diagnostics_interval: int = 25
+    """Log ``diag/*`` metrics (:mod:`algos.pwm_diagnostics`: imagined vs real return, model vs simulator
+    gradient cosine, model errors, critic vs real return) every this many iterations, from iteration 0,
+    on the env's fixed reset states; each costs about one differentiable H-step window. 0: never."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -90,6 +97,8 @@ class PWMConfig(ActorCriticConfig):
                 raise ValueError(f"{name} must be one of {', '.join(valid)}, got {getattr(self, name)!r}")
         if self.replay_capacity < 1:
             raise ValueError(f"replay_capacity must be >= 1, got {self.replay_capacity}")
+        if self.diagnostics_interval < 0:
+            raise ValueError(f"diagnostics_interval must be >= 0, got {self.diagnostics_interval}")
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1 or null, got {self.batch_size}")
 
@@ -255,6 +264,13 @@ class PWM(ActorCriticLearner):
                 raise ValueError(f"dataset {dataset.path} does not match the env's obs/act dims")
             self.data_sources[dataset.path or f"in-memory dataset {id(dataset)}"] = dataset.num_transitions
         self.mode: Online | Offline = (Online if config.mode == "online" else Offline)(self, dataset)
+        if config.diagnostics_interval:
+            # Drawn once (the env's own reset distribution; its stream is left as found) and kept fixed, so
+            # the diagnostics of different iterations are comparable.
+            self.diagnostics_start = reset_snapshot(env)
+            self.diagnostics_noise = policy_noise(
+                config.horizon, env.num_envs, env.act_dim, seed, self.device
+            )
 
     def _world_model_trainer(self, pretrained: PretrainedWorldModel | None, seed: int) -> WorldModelTrainer:
         env, train_config = self.env, self.config.model_training
@@ -289,6 +305,8 @@ class PWM(ActorCriticLearner):
 
     def train_iteration(self) -> dict[str, float]:
         """One PWM iteration: imagined window, actor step, critic fit, (online) model fine-tuning."""
+        interval = self.config.diagnostics_interval
+        diagnostics = self.diagnostics() if interval and self.iteration % interval == 0 else {}
         lrs = self.learning_rates(model_lr=(self.wm_trainer.optimizer, self.config.model_training.lr))
         learn = self.mode.can_learn()
         with torch.set_grad_enabled(learn):
@@ -303,8 +321,24 @@ class PWM(ActorCriticLearner):
             lrs, collect_only=float(not learn), actor_std_mean=float(self.actor.std().detach().mean())
         )
         metrics.update(self.episodes.metrics())
+        metrics.update(diagnostics)
         self.iteration += 1
         return metrics
+
+    def diagnostics(self) -> dict[str, float]:
+        """``diag/*`` metrics of the current actor, critic and model (:func:`algos.pwm_diagnostics.diagnose`);
+        touches no training state or random stream (the env is restored)."""
+        return diagnose(
+            self.env,
+            self.diagnostics_start,
+            self.world_model,
+            self.actor,
+            self.critic,
+            self.wm_trainer.rew_rms,
+            self.diagnostics_noise,
+            self.config.gamma,
+            self.config.detach,
+        )
 
     # -- one iteration ------------------------------------------------------------------------------
 

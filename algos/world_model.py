@@ -25,13 +25,16 @@ Task = torch.Tensor | int | None
 REWARD_DECODES = ("symlog", "symexp")
 
 # Widths per size (algorithms §3.9). "single" is the single-task model of the paper (TD-MPC2's 5M widths
-# with a scalar reward); the multi-task sizes predict two-hot rewards; "tiny" is for smoke runs and tests.
+# with a scalar reward); the multi-task sizes predict two-hot rewards; "small" is the CPU size (about a third
+# of a paper-size step's time on one core; measured in shared/notes/pwm-online-calibration.md); "tiny" is
+# for smoke runs and tests.
 SIZES: dict[str, dict[str, Any]] = {
     "single": {"encoder_hidden": (256,), "hidden": (512, 512), "latent_dim": 512, "reward_bins": 0},
     "5M": {"encoder_hidden": (256,), "hidden": (512, 512), "latent_dim": 512, "reward_bins": 101},
     "19M": {"encoder_hidden": (1024, 1024), "hidden": (1024, 1024), "latent_dim": 768, "reward_bins": 101},
     "48M": {"encoder_hidden": (1792,) * 3, "hidden": (1792, 1792), "latent_dim": 768, "reward_bins": 101},
     "317M": {"encoder_hidden": (4096,) * 4, "hidden": (4096, 4096), "latent_dim": 1376, "reward_bins": 101},
+    "small": {"encoder_hidden": (256,), "hidden": (256, 256), "latent_dim": 128, "reward_bins": 0},
     "tiny": {"encoder_hidden": (32,), "hidden": (32, 32), "latent_dim": 32, "reward_bins": 0},
 }
 

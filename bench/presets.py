@@ -30,7 +30,7 @@ PRESETS = ("smoke", "cpu", "paper")
 PRESET_HELP = {
     "smoke": "seconds: tiny nets, 4 envs x 8 steps x 4 iterations, 32-step episodes, 2 eval episodes",
     "cpu": "one CPU core, 64 envs: SHAC 32 steps x 1000 iterations (2.05M env-steps); "
-    "PWM online 250 / offline 500 iterations",
+    "PWM online 250 / offline 500 iterations, the small world model (latent 128, hidden 256)",
     "paper": "the published budget of the variant for the env (e.g. SHAC pwm Ant: 128 x 32 x 2000 = 8.2M)",
 }
 CPU_NUM_ENVS = 64
@@ -88,9 +88,11 @@ PRETRAIN_PAPER_STEPS = {"ant": 100_000, "humanoid": 200_000, "snu_humanoid": 200
 """World-model pretraining steps per env (the PWM README); other envs get PRETRAIN_DEFAULT_STEPS."""
 PRETRAIN_DEFAULT_STEPS = 50_000
 
-# One CPU core: a paper-size world-model step (batch 256 x 17) takes ~1.5 s, a PWM iteration without model
-# steps ~1.6 s; online adds 8 model steps per iteration (~13 s in all), so its CPU budget is small.
+# One CPU core: a paper-size world-model step (batch 256 x 17) takes ~1.5 s, a "small" one ~0.2 s; an online
+# ant iteration with the small model (8 model steps) ~2.2 s (shared/notes/pwm-online-calibration.md).
 PWM_CPU_EPOCHS = {"online": 250, "offline": 500}
+CPU_WORLD_MODEL = "small"
+"""World-model size of the cpu presets (bench.pretrain and a PWM model trained from scratch)."""
 SMOKE_NETWORKS = {"actor_hidden": (32, 32), "critic_hidden": (32, 32), "critic_iterations": 2}
 
 
@@ -130,8 +132,10 @@ def published_config(algo: str, variant: str, env: str) -> tuple[Any, int]:
 def _budget(algo: str, variant: str, config: Any, num_envs: int, preset: str) -> tuple[Any, int]:
     """The budget preset applied to a published config."""
     if preset == "cpu":
-        epochs = CPU_ITERATIONS if algo == "shac" else PWM_CPU_EPOCHS[variant]
-        return replace(config, max_epochs=epochs), CPU_NUM_ENVS
+        if algo == "shac":
+            return replace(config, max_epochs=CPU_ITERATIONS), CPU_NUM_ENVS
+        model = world_model_config(CPU_WORLD_MODEL)
+        return replace(config, max_epochs=PWM_CPU_EPOCHS[variant], world_model=model), CPU_NUM_ENVS
     if preset == "smoke":
         config = replace(config, horizon=8, max_epochs=4, **SMOKE_NETWORKS)
         if algo == "pwm":  # the tiny model of bench.pretrain --preset smoke
@@ -167,7 +171,8 @@ def resolve_settings(
 
 PRETRAIN_PRESET_HELP = {
     "smoke": "seconds: tiny model, horizon 4, batch 16, 20 steps",
-    "cpu": "the paper model, 2,000 steps (about 1.5 s per step on one CPU core: under an hour)",
+    "cpu": "the small model (latent 128, hidden 256: 281k parameters for the ant), 2,000 steps "
+    "(about 0.2 s per step on one CPU core: under 10 minutes)",
     "paper": "the paper model and README steps: Ant 100k, Humanoid 200k, SNU 200k (others 50k)",
 }
 
@@ -212,7 +217,7 @@ def pretrain_settings(
         )
     elif preset == "cpu":
         settings = PretrainSettings(
-            2_000, world_model_config(), WMTrainConfig(), log_every=20, checkpoint_every=200
+            2_000, world_model_config(CPU_WORLD_MODEL), WMTrainConfig(), log_every=20, checkpoint_every=200
         )
     else:
         settings = PretrainSettings(

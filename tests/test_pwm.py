@@ -25,7 +25,7 @@ from algos.wm_training import (
 from algos.world_model import WorldModel, world_model_config
 from bench.collect import collect, random_policy
 from bench.harness import evaluate
-from bench.presets import published_config
+from bench.presets import pretrain_settings, published_config, resolve_settings
 from tests.toy_envs import make_toy_env
 
 TINY = PWMConfig(
@@ -117,6 +117,7 @@ def test_actor_loss_and_td_targets_hand_example(tmp_path: Path, exponent: str, e
         ret_rms=False,
         critic_iterations=1,
         bootstrap_exponent=exponent,
+        diagnostics_interval=0,  # ScriptedEnv has no state_dict
     )
     pwm = PWM(ScriptedEnv(), config, seed=0, world_model=untrained(model))
     for member in pwm.critic.members:
@@ -182,7 +183,7 @@ def test_a_real_episode_end_leaves_the_other_envs_gradients_intact(tmp_path: Pat
     torch.manual_seed(0)
     model = WorldModel(1, 1, world_model_config("tiny"))
     torch.nn.init.normal_(model.reward_head[-1].weight)  # rewards that depend on z and a
-    config = replace(TINY, horizon=4, ret_rms=False)
+    config = replace(TINY, horizon=4, ret_rms=False, diagnostics_interval=0)
     gradients = []
     for end in (1, None):
         torch.manual_seed(1)
@@ -192,6 +193,26 @@ def test_a_real_episode_end_leaves_the_other_envs_gradients_intact(tmp_path: Pat
     # Env 1 imagines the same trajectory whether or not env 0's real episode ended (and its latent reset).
     assert all(torch.allclose(a, b) for a, b in zip(*gradients, strict=True))
     assert any(bool(g.abs().sum() > 0) for g in gradients[0])
+
+
+def test_offline_start_states_are_dataset_states_with_a_full_window_ahead(
+    toy_data: Path, pretrained: PretrainedWorldModel
+) -> None:
+    dataset = load_dataset(toy_data)
+    config = replace(TINY, mode="offline", batch_size=256, diagnostics_interval=0)
+    pwm = PWM(make_toy_env(num_envs=8), config, 0, pretrained, dataset)
+    where = {}  # dataset observation -> (episode, step, episode length)
+    for episode, (start, length) in enumerate(
+        zip(dataset.episode_start, dataset.episode_length, strict=True)
+    ):
+        for step in range(length + 1):
+            where[tuple(dataset.obs[start + step].tolist())] = (episode, step, int(length))
+    first, second = pwm.mode.start_states(), pwm.mode.start_states()
+    assert first.shape == (256, 4) and not torch.equal(first, second)  # fresh states every iteration
+    found = [where[tuple(row.tolist())] for row in first]  # KeyError: not an observation of the dataset
+    assert all(step + config.horizon <= length for _, step, length in found)  # H real steps follow each
+    assert len({episode for episode, _, _ in found}) > 32  # spread over the 64 episodes
+    assert len({step for _, step, _ in found}) > 16  # and over their time steps, not only the first
 
 
 def test_data_env_steps_count_each_dataset_once(toy_data: Path, pretrained: PretrainedWorldModel) -> None:
@@ -205,22 +226,40 @@ def test_data_env_steps_count_each_dataset_once(toy_data: Path, pretrained: Pret
     assert seeded.mode.replay.num_transitions == transitions and seeded.data_env_steps == transitions
 
 
-def test_pwm_improves_return_on_toy_env(toy_data: Path, pretrained: PretrainedWorldModel) -> None:
-    torch.manual_seed(1)
-    config = TINY
-    pwm = PWM(make_toy_env(num_envs=32, seed=1), config, 1, pretrained, load_dataset(toy_data))
-    eval_env = make_toy_env(num_envs=16, seed=101)
+def toy_learning(
+    mode: str, seed: int, iterations: int, toy_data: Path, pretrained: PretrainedWorldModel
+) -> tuple[float, float]:
+    """Deterministic evaluation return (16 episodes) of a PWM actor on the toy env before and after
+    ``iterations`` iterations from the pretrained tiny model."""
+    torch.manual_seed(seed)
+    config = replace(TINY, mode=mode, max_epochs=iterations, diagnostics_interval=0)
+    pwm = PWM(make_toy_env(num_envs=32, seed=seed), config, seed, pretrained, load_dataset(toy_data))
+    eval_env = make_toy_env(num_envs=16, seed=100 + seed)
 
     def score() -> float:
         return float(evaluate(eval_env, lambda obs: pwm.act(obs)).returns.mean())
 
     before = score()
-    for _ in range(config.max_epochs):
+    for _ in range(iterations):
         metrics = pwm.train_iteration()
-    after = score()
-    # The optimum is about 2.3 per step over 64 steps (~140).
-    assert after > 100 and after > before + 50, (before, after)
-    assert metrics["collect_only"] == 0.0 and metrics["wm_steps"] == 4.0
+    assert metrics["collect_only"] == 0.0
+    return before, score()
+
+
+@pytest.mark.slow
+def test_online_pwm_improves_return_on_toy_env_over_seeds(
+    toy_data: Path, pretrained: PretrainedWorldModel
+) -> None:
+    # The optimum is about 2.3 per step over 64 steps (~140). Measured on an AMD EPYC at 100 iterations,
+    # seeds 0-9: all 10 improve by more than 50 (before -26 to 71, after 137-143 except seed 7: 98.4), 9 of
+    # 10 end above 100. At the former 30 iterations 4 of 10 seeds cleared the bar (issue 10).
+    # Offline PWM on this toy data does not improve the real return (seeds 0, 1 at 100 iterations: 70.6 ->
+    # 16.0, -26.4 -> 10.6; issue 10: 0 of 10): its diagnostics (seeds 0-4) show the imagined 8-step return
+    # saturating at 7.7 while the model's actor gradient turns away from the simulator's (cosine 0.8-1.0 at
+    # iteration 0, -0.96 to -0.05 at 40), so there is no offline learning test; its start states are tested.
+    results = [toy_learning("online", seed, 100, toy_data, pretrained) for seed in range(5)]
+    improved = sum(after > before + 50 for before, after in results)
+    assert float(np.median([after for _, after in results])) > 100 and improved >= 4, results
 
 
 def test_fresh_model_collects_until_the_replay_can_sample() -> None:
@@ -300,6 +339,15 @@ def test_config_validation(tmp_path: Path, pretrained: PretrainedWorldModel) -> 
         8,
     )
     assert published_config("pwm", "online", "humanoid")[1] == 64
+
+
+def test_cpu_presets_use_the_small_world_model_and_paper_the_paper_size() -> None:
+    for variant in ("online", "offline"):
+        for preset, size in (("cpu", "small"), ("paper", "single")):
+            settings = resolve_settings("pwm", "ant", preset, variant)
+            assert PWMConfig.from_dict(settings["algo"]).world_model == world_model_config(size)
+    assert pretrain_settings("cpu", "ant").world_model == world_model_config("small")
+    assert pretrain_settings("paper", "ant").world_model == world_model_config("single")
 
 
 def episode(length: int, tag: float, obs_dim: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

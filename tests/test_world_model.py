@@ -39,6 +39,17 @@ def test_simnorm_outputs_lie_on_simplices() -> None:
     assert not on_simplices(mish.encode(torch.randn(7, 6)))
 
 
+def test_small_cpu_size_parameter_count() -> None:
+    # The CPU size for the ant (obs 37, act 8): 280,577 as measured in shared/notes/pwm-online-calibration.md.
+    model = WorldModel(37, 8, world_model_config("small"))
+    assert parameter_count(model) == 280_577
+    assert tuple(map(parameter_count, (model.encoder, model.dynamics, model.reward_head))) == (
+        43_392,
+        135_040,
+        102_145,
+    )
+
+
 @pytest.mark.parametrize(
     ("obs_dim", "act_dim", "total", "parts"),
     [  # algorithms spec §3.9: world model E + F + R (E, F, R where the spec lists them)

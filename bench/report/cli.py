@@ -16,6 +16,7 @@ import pandas as pd
 
 from bench import cli
 from bench.plotting import write_file
+from bench.report.diagnostics import write_diagnostics
 from bench.report.ingest import coverage_report, find_videos, load_runs
 from bench.report.options import ReportError, ReportOptions
 from bench.report.output import make_report
@@ -152,4 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not videos.empty:  # bench.run --video: list them beside the report
         write_file(args.out / "videos.csv", videos.to_csv(index=False).encode())
         print(f"{len(videos)} evaluation videos listed in {args.out / 'videos.csv'}")
+    reported = runs[runs["run"].isin(table["run"].unique())]
+    diagnostics = write_diagnostics(args.results_dir, reported, args.out, options.formats)
+    if diagnostics:
+        print(f"PWM diagnostics: {', '.join(path.name for path in diagnostics)}")
     return 0

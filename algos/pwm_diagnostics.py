@@ -1,0 +1,196 @@
+"""PWM diagnostics: how far the world model's view of the actor's problem is from the simulator's.
+
+On a fixed batch of real start states (the env's reset states, drawn once) and fixed policy noise, the actor
+is rolled out H steps twice with the same rule a_h = tanh(mu(E(o_h)) + std * eps_h): in the world model
+(the imagined return PWM optimises) and in the differentiable simulator (the real return). Compared:
+
+- ``imagined_return`` / ``real_return`` / ``return_gap``: discounted H-step returns in the model's reward
+  units (real rewards normalised by the model's ``rew_rms``), over the steps before the real episode's first
+  end (the same steps for both); ``real_return_raw`` in env units;
+- ``gradient_cosine``: cosine between the gradients of the two returns w.r.t. the actor's parameters (actor
+  inputs detached as in training when ``detach``);
+- ``wm_*_error``: the model's prediction errors along the real trajectory, data it never trained on (these
+  rollouts enter no replay): latent MSE ||F(z, a) - E(o')||^2 and reward squared error one step ahead
+  (teacher-forced) and H steps open-loop from E(o_0) with the real actions, and ``model_return_real_actions``,
+  the model's return of those same actions (compare with ``real_return``);
+- ``critic_value`` vs ``critic_target``: V(E(o_0)) against the real H-step return plus gamma^H V(E(o_H)) for
+  envs whose episode went on (0 for those that ended); ``critic_gap`` their difference.
+
+The env is put back exactly as found (its ``state_dict``), so a run with diagnostics trains bit-identically
+to one without.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from algos.networks import CriticEnsemble, StochasticActor
+from algos.normalizers import RunningMeanStd
+from algos.world_model import WorldModel
+
+
+def gradient_cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Cosine similarity of two gradients flattened to vectors (any shapes with the same element count);
+    0.0 when either is all zeros (no direction to compare), nan when either has a nan/inf entry."""
+    a, b = a.detach().flatten().double(), b.detach().flatten().double()
+    if a.numel() != b.numel():
+        raise ValueError(f"gradients differ in size: {a.numel()} vs {b.numel()}")
+    if not (bool(torch.isfinite(a).all()) and bool(torch.isfinite(b).all())):
+        return float("nan")
+    norms = a.norm() * b.norm()
+    return float(a @ b / norms) if bool(norms > 0) else 0.0
+
+
+def reset_snapshot(env: Any) -> dict[str, Any]:
+    """The env's state after a reset (its start-state distribution, from its own generator), leaving ``env``
+    and its random stream exactly as found."""
+    saved = env.state_dict()
+    env.reset()
+    start = env.state_dict()
+    env.load_state_dict(saved)
+    return start
+
+
+def policy_noise(
+    horizon: int, num_envs: int, act_dim: int, seed: int, device: str | torch.device
+) -> torch.Tensor:
+    """Fixed standard-normal policy noise [H, N, act_dim] from its own generator (no shared stream)."""
+    generator = torch.Generator(device=device).manual_seed(seed)
+    return torch.randn(horizon, num_envs, act_dim, generator=generator, device=device)
+
+
+def _action(actor: StochasticActor, z: torch.Tensor, noise: torch.Tensor, detach: bool) -> torch.Tensor:
+    return torch.tanh(actor(z.detach() if detach else z) + actor.std() * noise)
+
+
+def discounted_return(rewards: torch.Tensor, mask: torch.Tensor, gamma: float) -> torch.Tensor:
+    """sum_h gamma^h mask_h r_h over the window, per env: rewards and mask [H, N] -> [N]."""
+    discounts = gamma ** torch.arange(rewards.shape[0], device=rewards.device, dtype=rewards.dtype)
+    return (discounts[:, None] * mask * rewards).sum(dim=0)
+
+
+def real_rollout(
+    env: Any, world_model: WorldModel, actor: StochasticActor, noise: torch.Tensor, detach: bool
+) -> dict[str, torch.Tensor]:
+    """H differentiable simulator steps from the env's current state. Returns ``obs`` [H+1, N, d] (the
+    observation reached at each step, before any auto-reset; detached), ``action`` [H, N, a] (detached),
+    ``reward`` [H, N] (differentiable w.r.t. the actor) and ``alive`` [H, N]: 1 up to and including the
+    step at which the env's episode first ended; ``ended`` [N]: the episode ended inside the window."""
+    obs = env.detach_state()
+    observations, actions, rewards, alive = [obs.detach()], [], [], []
+    running = torch.ones(obs.shape[0], device=obs.device)
+    for eps in noise:
+        action = _action(actor, world_model.encode(obs), eps, detach)
+        obs, reward, terminated, truncated, info = env.step(action)
+        observations.append(info["obs_before_reset"].detach())
+        actions.append(action.detach())
+        rewards.append(reward)
+        alive.append(running)
+        running = running * (~(terminated | truncated)).float()
+    return {
+        "obs": torch.stack(observations),
+        "action": torch.stack(actions),
+        "reward": torch.stack(rewards),
+        "alive": torch.stack(alive),
+        "ended": running == 0,
+    }
+
+
+def imagined_rewards(
+    world_model: WorldModel, actor: StochasticActor, obs: torch.Tensor, noise: torch.Tensor, detach: bool
+) -> torch.Tensor:
+    """Model rewards [H, N] of the actor's H-step imagined rollout from observations ``obs`` (as PWM)."""
+    z = world_model.encode(obs).detach()
+    rewards = []
+    for eps in noise:
+        z, reward = world_model.step(z, _action(actor, z, eps, detach))
+        rewards.append(reward)
+    return torch.stack(rewards)
+
+
+@torch.no_grad()
+def prediction_errors(
+    world_model: WorldModel,
+    obs: torch.Tensor,
+    action: torch.Tensor,
+    reward: torch.Tensor,
+    alive: torch.Tensor,
+    gamma: float,
+) -> dict[str, float]:
+    """The model's errors along a real trajectory (obs [H+1, N, d], action [H, N, a], reward [H, N] in model
+    units, alive [H, N]): latent MSE and reward squared error one step ahead and at H steps open-loop, and
+    the model's discounted return of the real actions replayed open-loop from E(o_0)."""
+    targets = world_model.encode(obs)
+    one_step_z, one_step_r = world_model.step(targets[:-1], action)
+    z, open_loop = targets[0], []
+    for step_action in action:
+        z, open_loop_r = world_model.step(z, step_action)
+        open_loop.append(open_loop_r)
+    whole = alive[-1] > 0  # envs whose episode ran through the window: the H-step comparison is defined
+    count = alive.sum().clamp(min=1)
+    errors = {
+        "wm_latent_error_1step": float(((one_step_z - targets[1:]).square().mean(-1) * alive).sum() / count),
+        "wm_reward_error_1step": float(((one_step_r - reward).square() * alive).sum() / count),
+        "model_return_real_actions": float(discounted_return(torch.stack(open_loop), alive, gamma).mean()),
+    }
+    if bool(whole.any()):
+        errors["wm_latent_error_Hstep"] = float((z - targets[-1]).square().mean(-1)[whole].mean())
+        errors["wm_reward_error_Hstep"] = float((open_loop_r - reward[-1]).square()[whole].mean())
+    return errors
+
+
+def diagnose(
+    env: Any,
+    start_state: dict[str, Any],
+    world_model: WorldModel,
+    actor: StochasticActor,
+    critic: CriticEnsemble,
+    rew_rms: RunningMeanStd | None,
+    noise: torch.Tensor,
+    gamma: float,
+    detach: bool,
+) -> dict[str, float]:
+    """Every diagnostic (see the module docstring) from ``start_state`` (an ``env.state_dict()``) with policy
+    ``noise`` [H, N, act_dim]; ``env`` is restored to its state on entry."""
+    saved = env.state_dict()
+    try:
+        env.load_state_dict(start_state)
+        with torch.enable_grad():
+            real = real_rollout(env, world_model, actor, noise, detach)
+            real_reward = rew_rms.normalize(real["reward"]) if rew_rms is not None else real["reward"]
+            imagined = imagined_rewards(world_model, actor, real["obs"][0], noise, detach)
+            real_return = discounted_return(real_reward, real["alive"], gamma)
+            imagined_return = discounted_return(imagined, real["alive"], gamma)
+            params = list(actor.parameters())
+            real_grads = torch.autograd.grad(real_return.mean(), params, allow_unused=True)
+            model_grads = torch.autograd.grad(imagined_return.mean(), params, allow_unused=True)
+    finally:
+        env.load_state_dict(saved)
+
+    def flat(grads: tuple[torch.Tensor | None, ...]) -> torch.Tensor:
+        pairs = zip(grads, params, strict=True)
+        return torch.cat([(g if g is not None else torch.zeros_like(p)).flatten() for g, p in pairs])
+
+    with torch.no_grad():
+        horizon = noise.shape[0]
+        ended = real["ended"]
+        bootstrap = critic.value(world_model.encode(real["obs"][-1])) * (~ended).float()
+        target = real_return + gamma**horizon * bootstrap
+        value = critic.value(world_model.encode(real["obs"][0]))
+        metrics = {
+            "imagined_return": float(imagined_return.mean()),
+            "real_return": float(real_return.mean()),
+            "return_gap": float((imagined_return - real_return).mean()),
+            "real_return_raw": float(discounted_return(real["reward"], real["alive"], gamma).mean()),
+            "gradient_cosine": gradient_cosine(flat(model_grads), flat(real_grads)),
+            "critic_value": float(value.mean()),
+            "critic_target": float(target.mean()),
+            "critic_gap": float((value - target).mean()),
+            "real_episode_ends": float(ended.sum()),
+        }
+        metrics.update(
+            prediction_errors(world_model, real["obs"], real["action"], real_reward, real["alive"], gamma)
+        )
+    return {f"diag/{name}": number for name, number in metrics.items()}
