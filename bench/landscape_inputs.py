@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -190,6 +191,7 @@ def export_policy(source: str | Path, out: str | Path) -> Path:
     buffer = io.BytesIO()
     torch.save(slim, buffer)
     atomic_write_bytes(out, buffer.getvalue())
+    os.chmod(out, 0o644)  # a committed input, not a private temporary file
     return Path(out)
 
 
@@ -201,4 +203,5 @@ def export_world_model(path: str | Path, out: str | Path) -> Path:
     buffer = io.BytesIO()
     torch.save(world_model_checkpoint(trainer, {**data, "source_sha256": sha256(path)}), buffer)
     atomic_write_bytes(out, buffer.getvalue())
+    os.chmod(out, 0o644)  # a committed input, not a private temporary file
     return Path(out)

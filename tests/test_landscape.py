@@ -357,3 +357,22 @@ def test_cli_rejects_bad_input(tmp_path: Path, capsys):
     assert code == 2 and "quick" in err
     with pytest.raises(ValueError, match=">= 1"):
         replace(TINY, horizons=(0, 4))
+
+
+def test_policy_loader_reads_a_shac_run_and_its_slim_export(tmp_path: Path):
+    from bench.harness import start_run
+    from bench.landscape_inputs import export_policy, export_world_model, load_policy, load_world_model
+
+    run = start_run("shac", "ant", seed=0, preset="smoke", out=tmp_path / "runs", argv=[]).run_dir
+    final = load_policy(run, "final", "ant", 37, 8, seed=0)
+    fresh = load_policy(run, "init", "ant", 37, 8, seed=0)
+    state = torch.load(run / "checkpoints" / "final.pt", weights_only=False)["trainer"]
+    assert torch.equal(final.policy.theta()["0.weight"], state["actor"]["mean_net.0.weight"])
+    assert not torch.equal(fresh.policy.theta()["0.weight"], state["actor"]["mean_net.0.weight"])
+    assert fresh.policy.critic is not None and final.env == "ant" and final.info["sha256"]
+    slim = load_policy(export_policy(run, tmp_path / "policy.pt"), "final", "ant", 37, 8, seed=0)
+    assert all(torch.equal(slim.policy.theta()[k], v) for k, v in final.policy.theta().items())
+    with pytest.raises(ValueError, match="trained on ant"):
+        load_policy(run, "final", "humanoid", 76, 21, seed=0)
+    wm = export_world_model(_smoke_world_model(tmp_path / "wm.pt"), tmp_path / "wm_slim.pt")
+    assert load_world_model(wm, "ant", 37, 8).reward_std > 0
