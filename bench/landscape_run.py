@@ -226,10 +226,11 @@ def open_output(out: Path, identity: dict[str, Any], extra: dict[str, Any]) -> b
     return False
 
 
-def finish_output(out: Path, seconds: float) -> None:
-    """Record the wall-clock of the finishing session (``wall_time_s``) and drop the partial results."""
+def finish_output(out: Path, seconds: float, cpu_seconds: float) -> None:
+    """Record the wall-clock and process CPU time of the finishing session (``wall_time_s``,
+    ``cpu_time_s``; plotting excluded) and drop the partial results."""
     config = json.loads((out / CONFIG).read_text())
-    config["wall_time_s"] = config.get("wall_time_s", 0.0) + seconds
+    config["wall_time_s"], config["cpu_time_s"] = seconds, cpu_seconds
     config["finished_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     write_json(out / CONFIG, config)
     for partial in sorted((out / "partial").glob("*.npz")):
@@ -261,7 +262,7 @@ def run_ball_wall(
     from bench.landscape_plots import plot_analysis
 
     out = Path(out)
-    start = time.perf_counter()
+    start = time.perf_counter(), time.process_time()
     problem, fit_config = ball_wall.BallWall(), fit_config or ball_wall.FitConfig()
     identity = {
         "analysis": "ball_wall",
@@ -311,7 +312,7 @@ def run_ball_wall(
     write_npz(out / NPZ, **arrays)
     write_csv(out / "ball_wall.csv", rows)
     write_csv(out / "ball_wall_argmin.csv", summary)
-    finish_output(out, time.perf_counter() - start)
+    finish_output(out, time.perf_counter() - start[0], time.process_time() - start[1])
     plot_analysis(out)
     return out
 
@@ -384,7 +385,7 @@ def run_slices(
     from bench.landscape_plots import plot_analysis
 
     out = Path(out)
-    start = time.perf_counter()
+    start = time.perf_counter(), time.process_time()
     identity = _problem_identity("slices", problem, settings, seed)
     if open_output(out, identity, _metadata(argv, problem.device)):
         print(f"{out} is already complete; redrawing its figures")
@@ -458,7 +459,7 @@ def run_slices(
     arrays["invalid_states"] = np.array([invalid[o] for o in OBJECTIVES])
     write_npz(out / NPZ, **arrays)
     _slice_tables(out, arrays, settings, seed)
-    finish_output(out, time.perf_counter() - start)
+    finish_output(out, time.perf_counter() - start[0], time.process_time() - start[1])
     plot_analysis(out)
     return out
 
@@ -645,7 +646,7 @@ def run_gradients(
     from bench.landscape_plots import plot_analysis
 
     out = Path(out)
-    start = time.perf_counter()
+    start = time.perf_counter(), time.process_time()
     identity = _problem_identity("gradients", problem, settings, seed)
     if open_output(out, identity, _metadata(argv, problem.device)):
         print(f"{out} is already complete; redrawing its figures")
@@ -691,7 +692,7 @@ def run_gradients(
         arrays[key] = np.stack([done[h][key] for h in hs])
     write_npz(out / NPZ, **arrays)
     _gradient_tables(out, arrays, settings, seed)
-    finish_output(out, time.perf_counter() - start)
+    finish_output(out, time.perf_counter() - start[0], time.process_time() - start[1])
     plot_analysis(out)
     return out
 
