@@ -89,9 +89,10 @@ SLICE_METRICS = ("tv_ratio", "lipschitz", "roughness")
 
 def percentile_interval(draws: ArrayLike) -> tuple[float, float]:
     """The 95% percentile interval of bootstrap draws (nan draws left out)."""
-    low, high = np.nanpercentile(
-        np.asarray(draws, dtype=np.float64), [50 * (1 - CONFIDENCE), 50 * (1 + CONFIDENCE)]
-    )
+    with np.errstate(invalid="ignore"):  # inf draws (e.g. an SNR with zero variance) give inf/nan bounds
+        low, high = np.nanpercentile(
+            np.asarray(draws, dtype=np.float64), [50 * (1 - CONFIDENCE), 50 * (1 + CONFIDENCE)]
+        )
     return float(low), float(high)
 
 
