@@ -109,9 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         name = f"{args.command}_{args.env}_{args.at}_{args.preset}_seed{args.seed}"
         out = args.out or DEFAULT_OUT / name
         run = run_slices if args.command == "slices" else run_gradients
-        print(
-            f"output: {run(out, problem, settings, args.seed, argv=recorded, progress=sys.stderr.isatty())}"
-        )
+        print(f"output: {run(out, problem, settings, args.seed, argv=recorded, progress=True)}")
     except (ValueError, FileNotFoundError) as error:
         parser.error(str(error).splitlines()[0])
     except KeyboardInterrupt:

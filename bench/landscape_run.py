@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
@@ -195,6 +196,11 @@ class NpzStore:
 
     def put(self, index: int, values: np.ndarray, invalid: int) -> None:
         write_npz(self.path(index), values=values, invalid=np.array(invalid))
+
+
+def _progress(total: int, desc: str, enabled: bool) -> tqdm:
+    """A progress bar on stderr; redrawn at most every 30 s when stderr is a log file, not a terminal."""
+    return tqdm(total=total, desc=desc, disable=not enabled, mininterval=1.0 if sys.stderr.isatty() else 30.0)
 
 
 def write_npz(path: Path, **arrays: Any) -> None:
@@ -432,7 +438,7 @@ def run_slices(
         )
 
     total = sum(c.shape[0] for _, _, c, _ in jobs) * len(objectives)
-    bar = tqdm(total=total, desc="slices: grid points", disable=not progress, unit="pt")
+    bar = _progress(total, "slices: grid points", progress)
     results: dict[str, np.ndarray] = {}
     invalid = {name: 0 for name in objectives}
     for name, objective in objectives.items():
@@ -659,7 +665,7 @@ def run_gradients(
     )
     objectives, readout_r2 = _objectives(problem, starts, hs[-1], seed, settings.readout_ridge)
     samples_per_call = max(1, settings.chunk // per)
-    bar = tqdm(total=len(hs) * n * len(objectives), desc="gradients: samples", disable=not progress)
+    bar = _progress(len(hs) * n * len(objectives), "gradients: samples", progress)
     done: dict[int, dict[str, np.ndarray]] = {}
     for h in hs:
         path = out / "partial" / f"gradients_H{h:05d}.npz"
