@@ -376,3 +376,53 @@ def test_policy_loader_reads_a_shac_run_and_its_slim_export(tmp_path: Path):
         load_policy(run, "final", "humanoid", 76, 21, seed=0)
     wm = export_world_model(_smoke_world_model(tmp_path / "wm.pt"), tmp_path / "wm_slim.pt")
     assert load_world_model(wm, "ant", 37, 8).reward_std > 0
+
+
+def test_objectives_match_plain_rollouts():
+    from algos.landscape.objectives import (
+        Policy,
+        Readout,
+        SimulatorObjective,
+        WorldModelObjective,
+        make_env,
+        sample_start_states,
+    )
+    from algos.networks import CriticEnsemble, StochasticActor
+
+    torch.manual_seed(0)
+    actor = StochasticActor(37, 8, (16, 16), "mish")
+    critic = CriticEnsemble(37, (16,), "mish", num_critics=2)
+    policy = Policy(actor.mean_net, None, critic, gamma=0.9)
+    starts = sample_start_states("ant", 2, seed=5)
+    params = perturbed(policy.theta(), [], torch.zeros(3, 0))
+    with torch.no_grad():
+        returns = SimulatorObjective("ant", policy).__call__(params, starts.repeat(3), [5, 3]).returns
+        env = make_env("ant", 2, 0, "cpu", 5)
+        env.reset()
+        obs, total = env.set_state(starts.q, starts.qd), torch.zeros(2, dtype=torch.float64)
+        for t in range(5):
+            obs, reward, *_ = env.step(actor.act(obs))
+            total += 0.9**t * reward.double()
+            if t + 1 == 3:
+                at_three = total + 0.9**3 * critic.value(obs).double()
+        expected = total + 0.9**5 * critic.value(obs).double()
+    assert returns.shape == (2, 3, 2)  # sorted horizons (3, 5), 3 identical points, 2 start states
+    for p in range(3):
+        assert torch.allclose(returns[0, p], at_three, rtol=1e-6)
+        assert torch.allclose(returns[1, p], expected, rtol=1e-6)
+
+    model = WorldModel(37, 8, world_model_config("tiny"))
+    torch.nn.init.normal_(model.reward_head[-1].weight, std=0.5)
+    readout = Readout(torch.randn(33, 37) * 0.1)
+    wm = WorldModelObjective(model, policy, readout, reward_mean=1.0, reward_std=2.0)
+    with torch.no_grad():
+        imagined = wm(params, starts.repeat(3), [2]).returns
+        z, obs, total = model.encode(starts.obs), starts.obs, torch.zeros(2, dtype=torch.float64)
+        for t in range(2):
+            action = actor.act(obs)
+            z, reward = model.step(z, action)
+            total += 0.9**t * (reward * 2.0 + 1.0).double()
+            obs = torch.cat([torch.cat([z, torch.ones(2, 1)], 1) @ readout.weight], 1)
+            obs = torch.cat([obs[:, :-8], action], 1)
+        total += 0.9**2 * critic.value(obs).double()
+    assert torch.allclose(imagined[0, 1], total, rtol=1e-5)
