@@ -89,15 +89,16 @@ SLICE_METRICS = ("tv_ratio", "lipschitz", "roughness")
 
 def percentile_interval(draws: ArrayLike) -> tuple[float, float]:
     """The 95% percentile interval of bootstrap draws (nan draws left out)."""
+    d = np.asarray(draws, dtype=np.float64)
+    if not np.isfinite(d).any() and not np.isinf(d).any():
+        return float("nan"), float("nan")
     with np.errstate(invalid="ignore"):  # inf draws (e.g. an SNR with zero variance) give inf/nan bounds
-        low, high = np.nanpercentile(
-            np.asarray(draws, dtype=np.float64), [50 * (1 - CONFIDENCE), 50 * (1 + CONFIDENCE)]
-        )
+        low, high = np.nanpercentile(d, [50 * (1 - CONFIDENCE), 50 * (1 + CONFIDENCE)])
     return float(low), float(high)
 
 
 def slice_metric_bootstrap(
-    alpha: np.ndarray, values: np.ndarray, metric: str, resamples: int, seed: int
+    alpha: np.ndarray, values: np.ndarray, metric: str, resamples: int, seed: int, chunk: int = 100
 ) -> tuple[float, np.ndarray]:
     """A slice metric averaged over directions, and its bootstrap draws over directions and start states.
 
@@ -119,14 +120,21 @@ def slice_metric_bootstrap(
     k, _, b = v.shape
     rng = np.random.default_rng(seed)
 
-    def statistic(curves: np.ndarray) -> float:
+    def statistic(curves: np.ndarray) -> np.ndarray:
+        """Mean over directions (axis -2) of the metric of curves [..., K, A]; nan if all are nan."""
         with np.errstate(all="ignore"):
             m = funcs[metric](curves)
-        return float(np.nanmean(m)) if np.isfinite(m).any() else float("nan")
+        finite = np.isfinite(m)
+        count = finite.sum(axis=-1)
+        with np.errstate(all="ignore"):
+            return np.where(count > 0, np.where(finite, m, 0.0).sum(axis=-1) / count, np.nan)
 
-    estimate = statistic(v.mean(axis=2))
+    estimate = float(statistic(v.mean(axis=2)))
     draws = np.empty(resamples)
-    for r in range(resamples):
-        dirs, states = rng.integers(0, k, k), rng.integers(0, b, b)
-        draws[r] = statistic(v[dirs][:, :, states].mean(axis=2))
+    for first in range(0, resamples, chunk):
+        r = min(chunk, resamples - first)
+        dirs = rng.integers(0, k, size=(r, k))
+        counts = np.stack([np.bincount(rng.integers(0, b, b), minlength=b) for _ in range(r)])
+        curves = np.einsum("rkab,rb->rka", v[dirs], counts) / b
+        draws[first : first + r] = statistic(curves)
     return estimate, draws
