@@ -161,7 +161,7 @@ def _slices(out: Path, arrays: dict[str, np.ndarray], identity: dict) -> list[tu
     _caption(
         fig,
         f"Slice metrics over K = {settings['directions']} random directions: estimate on the batch-mean "
-        "slices, 95% percentile bootstrap intervals over directions and start states "
+        "slices, 95% percentile bootstrap intervals over directions (start states fixed) "
         f"({settings['resamples']} resamples). {base}",
     )
     figures.append(("slices_metrics", fig))

@@ -121,13 +121,22 @@ def test_central_differences_of_a_quadratic_are_exact():
         assert central_difference(f(x0 + h), f(x0 - h), h) == pytest.approx(2 * a * x0 + b, rel=1e-9)
 
 
-def test_slice_bootstrap_of_identical_monotone_slices_is_exact_and_paired():
+def test_slice_bootstrap_resamples_directions_and_pairs_objectives():
     alpha = np.linspace(-1, 1, 11)
     values = np.broadcast_to((2 * alpha)[None, :, None], (3, 11, 4)).copy()
     estimate, draws = slice_metric_bootstrap(alpha, values, "tv_ratio", 50, seed=0)
     assert estimate == pytest.approx(1.0) and np.allclose(draws, 1.0)
-    _, again = slice_metric_bootstrap(alpha, values * 2, "lipschitz", 50, seed=0)
-    assert np.allclose(again, 4.0)
+    values[1] *= 3.0  # directions with slopes 2, 6, 2
+    estimate, draws = slice_metric_bootstrap(alpha, values, "lipschitz", 400, seed=0)
+    assert (
+        estimate == pytest.approx(10 / 3)
+        and draws.min() == pytest.approx(2.0)
+        and draws.max() == pytest.approx(6.0)
+    )
+    _, doubled = slice_metric_bootstrap(alpha, 2 * values, "lipschitz", 400, seed=0)
+    assert np.allclose(doubled, 2 * draws)  # same seed, same resampled directions
+    _, single = slice_metric_bootstrap(alpha, values[:1], "lipschitz", 10, seed=0)
+    assert np.isnan(single).all()
 
 
 # -- gradient statistics ---------------------------------------------------------------------------------
