@@ -154,7 +154,7 @@ def _slices(out: Path, arrays: dict[str, np.ndarray], identity: dict) -> list[tu
         ax.set_xticks(np.log2(hs), [str(h) for h in hs])
         ax.set_xlabel("H")
         ax.set_title(label)
-        if metric == "lipschitz":
+        if metric == "lipschitz" and (metrics[metrics.metric == metric].estimate > 0).all():
             ax.set_yscale("log")
         decorate(ax)
     axes[0].legend(loc="best")
@@ -189,22 +189,28 @@ def _gradients(out: Path, arrays: dict[str, np.ndarray], identity: dict) -> list
     hs = arrays["horizons"]
     panels = (
         ("mean_norm", r"$\|\bar g\|$"),
-        ("mean_variance", "mean per-parameter variance"),
-        ("snr_estimator", r"estimator SNR $\|\bar g\|^2 / (\mathrm{tr\,Cov}/n)$"),
-        ("esnr_pwm", "PWM-style ESNR (floor 1e-9)"),
+        ("sample_norm", r"mean $\|g_j\|$"),
+        ("mean_variance", r"mean Var$_i$"),
+        ("snr_estimator", r"estimator SNR $\|\bar g\|^2 n / \mathrm{tr\,Cov}$"),
+        ("esnr_pwm", "PWM-style ESNR (parity only)"),
     )
-    fig = Figure(figsize=(TWO_COLUMN_IN, 2.0), layout="constrained")
-    axes = fig.subplots(1, len(panels) + 1)
+    fig = Figure(figsize=(TWO_COLUMN_IN, 3.9), layout="constrained")
+    axes = fig.subplots(2, 3).ravel()
     for ax, (stat, label) in zip(axes, panels, strict=False):
         s = STATISTICS.index(stat)
         for o in ("sim", "wm"):
             est = arrays[f"{o}_statistics"][:, s]
             with np.errstate(invalid="ignore"):  # inf draws (zero variance) give inf/nan bounds
                 low, high = np.nanpercentile(arrays[f"{o}_draws"][:, s], [2.5, 97.5], axis=1)
+            # An infinite SNR (zero variance) has no point on the axis; the CSV keeps it.
+            est, low, high = (np.where(np.isfinite(x), x, np.nan) for x in (est, low, high))
             ax.plot(hs, est, "o-", ms=3, color=COLORS[o], label=LABELS[o])
             ax.fill_between(hs, low, high, color=COLORS[o], alpha=0.2, lw=0)
         ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
+        ax.set_xlim(hs[0] / 1.25, hs[-1] * 1.25)  # explicit: an all-nan panel has no data limits
+        shown = np.concatenate([arrays[f"{o}_statistics"][:, s] for o in ("sim", "wm")])
+        if (shown[np.isfinite(shown)] > 0).all():
+            ax.set_yscale("log")  # else (a zero statistic, e.g. an untrained reward head) stay linear
         ax.set_xticks(hs, [str(h) for h in hs])
         ax.set_xlabel("H")
         ax.set_title(label)
@@ -215,13 +221,14 @@ def _gradients(out: Path, arrays: dict[str, np.ndarray], identity: dict) -> list
     ax.fill_between(hs, interval[:, 1], interval[:, 2], color="k", alpha=0.2, lw=0)
     ax.plot(hs, arrays["cosine_of_means"], "s--", ms=3, color="0.4", label="cosine of the means")
     ax.set_xscale("log", base=2)
+    ax.set_xlim(hs[0] / 1.25, hs[-1] * 1.25)
     ax.set_xticks(hs, [str(h) for h in hs])
     ax.set_ylim(-1.05, 1.05)
     ax.set_xlabel("H")
     ax.set_title(r"cos($g_{wm}$, $g_{sim}$)")
-    ax.legend(loc="best")
+    ax.legend(loc="lower left")
     decorate(ax)
-    axes[0].legend(loc="best")
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2)
     _caption(
         fig,
         f"Gradient statistics of J^H at θ ({identity['policy']['at']}), {identity['env']}: "

@@ -134,14 +134,14 @@ PRESETS: dict[str, LandscapeSettings] = {
     ),
     "cpu": LandscapeSettings(
         horizons=(16, 32, 64, 128),
-        batch=16,
-        directions=4,
-        points=31,
-        contour_points=15,
+        batch=32,
+        directions=8,
+        points=41,
+        contour_points=21,
         contour_horizon=32,
-        grad_samples=64,
-        grad_batch=2,
-        resamples=1000,
+        grad_samples=128,
+        grad_batch=4,
+        resamples=2000,
         chunk=64,
     ),
     "paper": LandscapeSettings(
@@ -159,7 +159,7 @@ PRESETS: dict[str, LandscapeSettings] = {
 }
 PRESET_HELP = {
     "quick": "CPU CI: H 16/32/64, K = 2, 21 points, B = 8, 16 gradient samples (ant: minutes on one core)",
-    "cpu": "one CPU core: H 16..128, K = 4, 31 points, B = 16, 64 gradient samples of 2 states",
+    "cpu": "one CPU core: H 16..128, K = 8, 41 points, B = 32, 128 gradient samples of 4 states",
     "paper": "the spec's protocol (GPU): H 16..256, K = 8, 101 points, B = 256, 128 gradient samples",
 }
 
@@ -720,9 +720,17 @@ def _gradient_summary(
     cosine = gradient_cosine(samples["sim"], samples["wm"])
     summary["cosine"] = cosine
     summary["cosine_of_means"] = np.array(gradient_cosine(samples["sim"].mean(0), samples["wm"].mean(0)))
-    estimate, low, high = bootstrap_interval(cosine, lambda s: np.nanmean(s, axis=-1), resamples, seed)
+    estimate, low, high = bootstrap_interval(cosine, _finite_mean, resamples, seed)
     summary["cosine_mean_interval"] = np.array([estimate, low, high])
     return summary
+
+
+def _finite_mean(values: np.ndarray) -> np.ndarray:
+    """Mean over the last axis of the finite entries (nan where there are none: zero gradients)."""
+    finite = np.isfinite(values)
+    count = finite.sum(axis=-1)
+    total = np.where(finite, values, 0.0).sum(axis=-1)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
 def _gradient_tables(
