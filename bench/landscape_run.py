@@ -111,7 +111,7 @@ class LandscapeSettings:
             raise ValueError("a contour needs contour_points >= 3 and at least 2 random directions")
         if self.contour_points and self.contour_horizon < 1:
             raise ValueError(f"contour_horizon must be >= 1, got {self.contour_horizon}")
-        if not 0 < self.zoom and 0 < self.wide and all(h > 0 for h in self.fd_steps):
+        if not (self.zoom > 0 and self.wide > 0 and all(h > 0 for h in self.fd_steps)):
             raise ValueError("wide, zoom and fd_steps must be > 0")
 
     @property

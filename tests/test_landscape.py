@@ -366,6 +366,8 @@ def test_cli_rejects_bad_input(tmp_path: Path, capsys):
     assert code == 2 and "quick" in err
     with pytest.raises(ValueError, match=">= 1"):
         replace(TINY, horizons=(0, 4))
+    with pytest.raises(ValueError, match="> 0"):
+        replace(TINY, zoom=0.0)
 
 
 def test_policy_loader_reads_a_shac_run_and_its_slim_export(tmp_path: Path):
