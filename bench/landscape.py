@@ -37,9 +37,7 @@ EXIT_CODES = "exit codes: 0 done, 2 invalid arguments or inputs, 130 Ctrl-C (fin
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of start states, directions, fits (0)")
-    parser.add_argument("--device", default="cpu", help="torch/warp device (cpu)")
     parser.add_argument("--out", help=f"output directory (default: {DEFAULT_OUT}/<analysis name>)")
-    parser.add_argument("--preset", choices=list(PRESETS), default="quick", help="budget preset (quick)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: one core)")
 
 
@@ -66,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = sub.add_parser(name, help=what, description=f"{what} at one policy θ.", epilog=EXIT_CODES)
         _common(p)
+        p.add_argument("--device", default="cpu", help="torch/warp device (cpu)")
+        p.add_argument("--preset", choices=list(PRESETS), default="quick", help="budget preset (quick)")
         p.add_argument("--env", choices=envs.names(), required=True, help="registered env name")
         p.add_argument(
             "--policy", help="bench.run SHAC run directory or checkpoint (not needed with --at init)"
