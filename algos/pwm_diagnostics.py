@@ -8,7 +8,8 @@ is rolled out H steps twice with the same rule a_h = tanh(mu(E(o_h)) + std * eps
   units (real rewards normalised by the model's ``rew_rms``), over the steps before the real episode's first
   end (the same steps for both); ``real_return_raw`` in env units;
 - ``gradient_cosine``: cosine between the gradients of the two returns w.r.t. the actor's parameters (actor
-  inputs detached as in training when ``detach``);
+  inputs detached as in training when ``detach``; ``algos.gradient_stats.gradient_cosine``, shared with
+  ``bench.landscape``; nan when either gradient is zero);
 - ``wm_*_error``: the model's prediction errors along the real trajectory, data it never trained on (these
   rollouts enter no replay): latent MSE ||F(z, a) - E(o')||^2 and reward squared error one step ahead
   (teacher-forced) and H steps open-loop from E(o_0) with the real actions, and ``model_return_real_actions``,
@@ -26,21 +27,10 @@ from typing import Any
 
 import torch
 
+from algos.gradient_stats import gradient_cosine
 from algos.networks import CriticEnsemble, StochasticActor
 from algos.normalizers import RunningMeanStd
 from algos.world_model import WorldModel
-
-
-def gradient_cosine(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Cosine similarity of two gradients flattened to vectors (any shapes with the same element count);
-    0.0 when either is all zeros (no direction to compare), nan when either has a nan/inf entry."""
-    a, b = a.detach().flatten().double(), b.detach().flatten().double()
-    if a.numel() != b.numel():
-        raise ValueError(f"gradients differ in size: {a.numel()} vs {b.numel()}")
-    if not (bool(torch.isfinite(a).all()) and bool(torch.isfinite(b).all())):
-        return float("nan")
-    norms = a.norm() * b.norm()
-    return float(a @ b / norms) if bool(norms > 0) else 0.0
 
 
 def reset_snapshot(env: Any) -> dict[str, Any]:
@@ -184,7 +174,9 @@ def diagnose(
             "real_return": float(real_return.mean()),
             "return_gap": float((imagined_return - real_return).mean()),
             "real_return_raw": float(discounted_return(real["reward"], real["alive"], gamma).mean()),
-            "gradient_cosine": gradient_cosine(flat(model_grads), flat(real_grads)),
+            "gradient_cosine": float(
+                gradient_cosine(flat(model_grads).cpu().numpy(), flat(real_grads).cpu().numpy())
+            ),
             "critic_value": float(value.mean()),
             "critic_target": float(target.mean()),
             "critic_gap": float((value - target).mean()),

@@ -23,9 +23,10 @@ from algos.atomic import atomic_write_bytes
 from algos.landscape.objectives import Policy, WorldModelObjective
 from algos.networks import CriticEnsemble, StochasticActor
 from algos.normalizers import RunningMeanStd
-from algos.shac import SHACConfig, published_config
+from algos.shac import SHACConfig
 from algos.wm_training import load_world_model_checkpoint, world_model_checkpoint
 from algos.world_model import WorldModel
+from bench.presets import published_config
 
 AT_CHOICES = ("final", "init")
 POLICY_FORMAT = "warpbench-landscape-policy"
@@ -109,7 +110,7 @@ def load_policy(
     env = None
     info: dict[str, Any] = {"at": at, "init_seed": seed if at == "init" else None}
     if source is None:
-        config = published_config("pwm", env_name)[0]
+        config = published_config("shac", "pwm", env_name)[0]
         state = None
     else:
         checkpoint, env = _resolve_checkpoint(source)

@@ -12,7 +12,7 @@ import torch
 from algos.dataset import load_dataset
 from algos.networks import CriticEnsemble, StochasticActor
 from algos.pwm import PWM
-from algos.pwm_diagnostics import diagnose, gradient_cosine, policy_noise, reset_snapshot
+from algos.pwm_diagnostics import diagnose, policy_noise, reset_snapshot
 from algos.wm_training import PretrainedWorldModel
 from bench import report, rundir
 from tests.test_pwm import TINY, pretrained, toy_data  # noqa: F401 (fixtures)
@@ -45,18 +45,6 @@ def setup(horizon: int = 8) -> tuple[object, dict, StochasticActor, CriticEnsemb
     actor = StochasticActor(4, 2, (16,), "mish")
     critic = CriticEnsemble(4, (16,), "mish", num_critics=2)
     return env, reset_snapshot(env), actor, critic, policy_noise(horizon, 16, 2, seed=0, device="cpu")
-
-
-def test_gradient_cosine_hand_values() -> None:
-    a = torch.tensor([[1.0, 2.0], [0.0, -1.0]])
-    assert gradient_cosine(a, 3 * a) == pytest.approx(1.0)
-    assert gradient_cosine(a, -a) == pytest.approx(-1.0)
-    assert gradient_cosine(torch.tensor([1.0, 0.0]), torch.tensor([0.0, 5.0])) == pytest.approx(0.0)
-    assert gradient_cosine(torch.tensor([1.0, 1.0]), torch.tensor([1.0, 0.0])) == pytest.approx(2**-0.5)
-    assert gradient_cosine(a, torch.zeros(4)) == 0.0  # shapes may differ, element counts may not
-    assert gradient_cosine(a, torch.tensor([1.0, float("nan"), 0.0, 0.0])) != gradient_cosine(a, a)
-    with pytest.raises(ValueError, match="differ in size"):
-        gradient_cosine(a, torch.ones(3))
 
 
 def test_an_exact_model_agrees_with_the_simulator_and_a_lying_one_does_not() -> None:
