@@ -232,6 +232,27 @@ def open_output(out: Path, identity: dict[str, Any], extra: dict[str, Any]) -> b
     return False
 
 
+def _already_complete(out: Path, identity: dict[str, Any], argv: list[str] | None, device: str) -> bool:
+    """Open ``out`` for the analysis ``identity`` (keeping a partial one's finished points); True, with its
+    figures redrawn, when it is already complete."""
+    from bench.landscape_plots import plot_analysis
+
+    if not open_output(out, identity, _metadata(argv, device)):
+        return False
+    print(f"{out} is already complete; redrawing its figures")
+    plot_analysis(out)
+    return True
+
+
+def _finish(out: Path, start: tuple[float, float]) -> Path:
+    """Mark ``out`` complete with its wall and CPU seconds since ``start``, and draw its figures."""
+    from bench.landscape_plots import plot_analysis
+
+    finish_output(out, time.perf_counter() - start[0], time.process_time() - start[1])
+    plot_analysis(out)
+    return out
+
+
 def finish_output(out: Path, seconds: float, cpu_seconds: float) -> None:
     """Record the wall-clock and process CPU time of the finishing session (``wall_time_s``,
     ``cpu_time_s``; plotting excluded) and drop the partial results."""
@@ -265,8 +286,6 @@ def run_ball_wall(
     progress: bool = True,
 ) -> Path:
     """Fit both regressors to the ball-wall objective; write arrays, CSVs, config and the figure."""
-    from bench.landscape_plots import plot_analysis
-
     out = Path(out)
     start = time.perf_counter(), time.process_time()
     problem, fit_config = ball_wall.BallWall(), fit_config or ball_wall.FitConfig()
@@ -277,9 +296,7 @@ def run_ball_wall(
         "physics": asdict(problem),
         "fit": asdict(fit_config),
     }
-    if open_output(out, identity, _metadata(argv, "cpu")):
-        print(f"{out} is already complete; redrawing its figures")
-        plot_analysis(out)
+    if _already_complete(out, identity, argv, "cpu"):
         return out
     train_theta = ball_wall.grid(fit_config.samples)
     train_j, _ = ball_wall.values_and_gradients(problem, train_theta)
@@ -318,9 +335,7 @@ def run_ball_wall(
     write_npz(out / NPZ, **arrays)
     write_csv(out / "ball_wall.csv", rows)
     write_csv(out / "ball_wall_argmin.csv", summary)
-    finish_output(out, time.perf_counter() - start[0], time.process_time() - start[1])
-    plot_analysis(out)
-    return out
+    return _finish(out, start)
 
 
 # -- slices --------------------------------------------------------------------------------------------
@@ -388,14 +403,9 @@ def run_slices(
     progress: bool = True,
 ) -> Path:
     """1-D slices (random and gradient directions, wide and zoomed), FD checks and a 2-D contour pair."""
-    from bench.landscape_plots import plot_analysis
-
     out = Path(out)
     start = time.perf_counter(), time.process_time()
-    identity = _problem_identity("slices", problem, settings, seed)
-    if open_output(out, identity, _metadata(argv, problem.device)):
-        print(f"{out} is already complete; redrawing its figures")
-        plot_analysis(out)
+    if _already_complete(out, _problem_identity("slices", problem, settings, seed), argv, problem.device):
         return out
     hs, k = settings.sorted_horizons, settings.directions
     policy = problem.policy.policy
@@ -465,9 +475,7 @@ def run_slices(
     arrays["invalid_states"] = np.array([invalid[o] for o in OBJECTIVES])
     write_npz(out / NPZ, **arrays)
     _slice_tables(out, arrays, settings, seed)
-    finish_output(out, time.perf_counter() - start[0], time.process_time() - start[1])
-    plot_analysis(out)
-    return out
+    return _finish(out, start)
 
 
 def _assemble_slices(
@@ -649,14 +657,9 @@ def run_gradients(
     progress: bool = True,
 ) -> Path:
     """n per-sample gradients of J_sim^H and J_wm^H at θ for every H: statistics, bands, cosines."""
-    from bench.landscape_plots import plot_analysis
-
     out = Path(out)
     start = time.perf_counter(), time.process_time()
-    identity = _problem_identity("gradients", problem, settings, seed)
-    if open_output(out, identity, _metadata(argv, problem.device)):
-        print(f"{out} is already complete; redrawing its figures")
-        plot_analysis(out)
+    if _already_complete(out, _problem_identity("gradients", problem, settings, seed), argv, problem.device):
         return out
     hs, n, per = settings.sorted_horizons, settings.grad_samples, settings.grad_batch
     theta = problem.policy.policy.theta()
@@ -698,9 +701,7 @@ def run_gradients(
         arrays[key] = np.stack([done[h][key] for h in hs])
     write_npz(out / NPZ, **arrays)
     _gradient_tables(out, arrays, settings, seed)
-    finish_output(out, time.perf_counter() - start[0], time.process_time() - start[1])
-    plot_analysis(out)
-    return out
+    return _finish(out, start)
 
 
 def _gradient_summary(
