@@ -24,6 +24,7 @@ from bench.landscape_run import (
     PRESET_HELP,
     PRESETS,
     build_problem,
+    plan_analysis,
     resolve_preset,
     run_ball_wall,
     run_gradients,
@@ -56,13 +57,23 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", metavar="{" + ",".join(SUBCOMMANDS) + "}")
-    ball = sub.add_parser("ball-wall", help="the ball-and-wall objective and its two fits (seconds)")
+    ball = sub.add_parser(
+        "ball-wall",
+        help="the ball-and-wall objective and its two fits (seconds)",
+        description="The ball-and-wall objective and its two fits; it runs in seconds, so prints no plan.",
+    )
     _common(ball)
     for name, what in (
         ("slices", "1-D/2-D slices of J_sim^H and J_wm^H"),
         ("gradients", "gradient statistics"),
     ):
-        p = sub.add_parser(name, help=what, description=f"{what} at one policy θ.", epilog=EXIT_CODES)
+        p = sub.add_parser(
+            name,
+            help=what,
+            description=f"{what} at one policy θ. Before it starts, the plan is printed: the rollouts per "
+            "objective and their wall-clock, estimated from one chunk of the work timed on this device.",
+            epilog=EXIT_CODES,
+        )
         _common(p)
         p.add_argument("--device", default="cpu", help="torch/warp device (cpu)")
         p.add_argument("--preset", choices=list(PRESETS), default="quick", help="budget preset (quick)")
@@ -78,6 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument("--world-model", required=True, help="bench.pretrain world-model checkpoint (.pt)")
         p.add_argument("--horizons", type=int, nargs="+", help="horizons H >= 1 (default: the preset's)")
+        p.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="print the plan (rollouts per objective, estimated from a short timed warm-up) and exit",
+        )
     plot = sub.add_parser("plot", help="regenerate the figures of a finished analysis")
     plot.add_argument("dir", help="analysis output directory")
     return parser
@@ -108,6 +124,13 @@ def main(argv: list[str] | None = None) -> int:
         problem = build_problem(args.env, args.policy, args.at, args.world_model, args.seed, args.device)
         name = f"{args.command}_{args.env}_{args.at}_{args.preset}_seed{args.seed}"
         out = args.out or DEFAULT_OUT / name
+        command = " ".join(["bench.landscape", *argv])
+        print(
+            plan_analysis(args.command, problem, settings, args.seed, command, args.preset).format(),
+            flush=True,
+        )
+        if args.dry_run:
+            return 0
         run = run_slices if args.command == "slices" else run_gradients
         print(f"output: {run(out, problem, settings, args.seed, argv=recorded, progress=True)}")
     except (ValueError, FileNotFoundError) as error:

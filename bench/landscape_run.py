@@ -46,6 +46,7 @@ from algos.landscape.objectives import (
     per_point_gradients,
     sample_start_states,
 )
+from bench import plan
 from bench.harness import stream_seed
 from bench.landscape_inputs import PolicyInputs, WorldModelInputs
 from bench.landscape_metrics import (
@@ -394,6 +395,35 @@ def _fd_coefficients(count: int, steps: tuple[float, ...]) -> np.ndarray:
     return np.array(rows).reshape(-1, count)
 
 
+def _slice_alphas(settings: LandscapeSettings) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Coordinates of the wide and zoomed 1-D grids, and of each axis of the 2-D contour."""
+    alphas = {
+        "wide": np.linspace(-settings.wide, settings.wide, settings.points),
+        "zoom": np.linspace(-settings.zoom, settings.zoom, settings.points),
+    }
+    return alphas, np.linspace(-settings.wide, settings.wide, settings.contour_points)
+
+
+def _slice_jobs(
+    settings: LandscapeSettings, alphas: dict[str, np.ndarray], contour_alpha: np.ndarray
+) -> list[tuple[str, int | None, np.ndarray, list[int]]]:
+    """The grid evaluations of a slices analysis: (name, H of its gradient directions or None for the first
+    random directions, coefficients [P, K], horizons rolled)."""
+    hs, k = settings.sorted_horizons, settings.directions
+    jobs: list[tuple[str, int | None, np.ndarray, list[int]]] = [
+        (f"random_{grid}", None, line_coefficients(k, alphas[grid]), hs) for grid in GRIDS
+    ]
+    jobs.append(("random_fd", None, _fd_coefficients(k, settings.fd_steps), hs))
+    for h in hs:
+        for grid in GRIDS:
+            jobs.append((f"gradient_{grid}_H{h}", h, line_coefficients(2, alphas[grid]), [h]))
+        jobs.append((f"gradient_fd_H{h}", h, _fd_coefficients(2, settings.fd_steps), [h]))
+    if settings.contour_points:
+        coefficients = plane_coefficients(contour_alpha, contour_alpha)
+        jobs.append(("contour", None, coefficients, [settings.contour_horizon]))
+    return jobs
+
+
 def run_slices(
     out: str | Path,
     problem: Problem,
@@ -425,36 +455,17 @@ def run_slices(
         h: [filter_normalize(unflatten(grads[o][i].to(torch.float32), theta), theta) for o in OBJECTIVES]
         for i, h in enumerate(hs)
     }
-    alphas = {"wide": np.linspace(-settings.wide, settings.wide, settings.points)}
-    alphas["zoom"] = np.linspace(-settings.zoom, settings.zoom, settings.points)
-    fd = _fd_coefficients(k, settings.fd_steps)
-    jobs: list[tuple[str, list[Any], np.ndarray, list[int]]] = []
-    for grid in GRIDS:
-        jobs.append((f"random_{grid}", random, line_coefficients(k, alphas[grid]), hs))
-    jobs.append(("random_fd", random, fd, hs))
-    for h in hs:
-        for grid in GRIDS:
-            jobs.append((f"gradient_{grid}_H{h}", grad_dirs[h], line_coefficients(2, alphas[grid]), [h]))
-        jobs.append((f"gradient_fd_H{h}", grad_dirs[h], _fd_coefficients(2, settings.fd_steps), [h]))
-    contour_alpha = np.linspace(-settings.wide, settings.wide, settings.contour_points)
-    if settings.contour_points:
-        jobs.append(
-            (
-                "contour",
-                random[:2],
-                plane_coefficients(contour_alpha, contour_alpha),
-                [settings.contour_horizon],
-            )
-        )
-
+    alphas, contour_alpha = _slice_alphas(settings)
+    jobs = _slice_jobs(settings, alphas, contour_alpha)
     total = sum(c.shape[0] for _, _, c, _ in jobs) * len(objectives)
     bar = _progress(total, "slices: grid points", progress)
     results: dict[str, np.ndarray] = {}
     invalid = {name: 0 for name in objectives}
     for name, objective in objectives.items():
-        for job, directions, coefficients, horizons in jobs:
+        for job, gradient_h, coefficients, horizons in jobs:
             if coefficients.shape[0] == 0:
                 continue
+            directions = random[: coefficients.shape[1]] if gradient_h is None else grad_dirs[gradient_h]
             store = NpzStore(out / "partial", f"{name}_{job}")
             values, bad = evaluate_grid(
                 objective,
@@ -795,6 +806,77 @@ def _gradient_tables(
             }
         )
     write_csv(out / "gradients.csv", rows)
+
+
+# -- plan ----------------------------------------------------------------------------------------------
+
+
+def plan_analysis(
+    analysis: str, problem: Problem, settings: LandscapeSettings, seed: int, command: str, preset: str | None
+) -> plan.Plan:
+    """The rollouts of ``analysis`` ("slices" or "gradients"), one stage per objective, with a wall-clock
+    estimate from one chunk of the real work timed at the smallest horizon H and at 2H on this device
+    (:func:`bench.plan.linear_cost`). The warm-up uses its own objectives and start states, and restores the
+    global RNG states, so the analysis's numbers do not change. The gradients' bootstrap is a stage of its
+    own; the slices' bootstrap, the tables and the figures are not included."""
+    if analysis not in ("slices", "gradients"):
+        raise ValueError(f"no plan for analysis {analysis!r}; valid: slices, gradients")
+    hs = settings.sorted_horizons
+    if analysis == "slices":
+        chunk, batch, stream = settings.chunk, settings.batch, STREAMS["starts"]
+        jobs = [(c.shape[0], max(h)) for _, _, c, h in _slice_jobs(settings, *_slice_alphas(settings))]
+    else:
+        chunk, batch, stream = (
+            max(1, settings.chunk // settings.grad_batch),
+            settings.grad_batch,
+            STREAMS["gradient_starts"],
+        )
+        jobs = [(settings.grad_samples, h) for h in hs]
+    points = min(chunk, max(p for p, _ in jobs))  # one call as large as the analysis's largest
+    stages = []
+    with plan.isolated(None):
+        starts = sample_start_states(problem.env, batch, stream_seed(seed, stream), problem.device)
+        objectives, _ = _objectives(problem, starts, hs[0], seed, settings.readout_ridge)
+        params = perturbed(problem.policy.policy.theta(), [], torch.zeros(points, 0))
+        many = starts.repeat(points)
+        for name, objective in objectives.items():
+
+            def call(h: int, objective: Any = objective) -> None:
+                if analysis == "gradients":
+                    per_point_gradients(objective, params, many, [h])
+                else:
+                    with torch.no_grad():
+                        objective(params, many, [h])
+
+            t1 = plan.seconds_per_call(lambda: call(hs[0]), 2)
+            t2 = plan.seconds_per_call(lambda: call(2 * hs[0]), 1)  # the env of the first call is reused
+            cost = plan.linear_cost(hs[0], t1, 2 * hs[0], t2)
+            stages.append(plan.rollout_stage(f"{analysis} {name}", jobs, chunk, batch, cost))
+        if analysis == "gradients":
+            stages.append(_statistics_stage(problem, settings))
+    return plan.Plan(command, problem.device, tuple(stages), preset)
+
+
+def _statistics_stage(problem: Problem, settings: LandscapeSettings) -> plan.Stage:
+    """The bootstrap of the gradient statistics at every H, timed on random gradients of the real size with
+    10 and 20 resamples (its time is linear in the resamples and does not depend on the numbers)."""
+    size = sum(t.numel() for t in problem.policy.policy.theta().values())
+    rng = np.random.default_rng(0)
+    samples = {o: rng.standard_normal((settings.grad_samples, size)) for o in OBJECTIVES}
+    returns = {o: rng.standard_normal(settings.grad_samples) for o in OBJECTIVES}
+    times = [
+        plan.seconds_per_call(lambda r=r: _gradient_summary(samples, returns, r, 0), 1) for r in (10, 20)
+    ]
+    fixed, per_resample = plan.linear_cost(10, times[0], 20, times[1])
+    count = len(settings.sorted_horizons)
+    return plan.Stage(
+        "gradients statistics",
+        "resample",
+        count * settings.resamples,
+        per_resample,
+        overhead_s=count * fixed,
+        overhead=f"{count} horizons' statistics",
+    )
 
 
 def resolve_preset(preset: str, horizons: list[int] | None = None) -> LandscapeSettings:

@@ -243,3 +243,38 @@ def synthetic_dataset(
         episode_truncated=np.ones(episodes, dtype=bool),
         info={"obs_dim": obs_dim, "act_dim": act_dim, "env": "synthetic"},
     )
+
+
+def linear_cost(h1: int, t1: float, h2: int, t2: float) -> tuple[float, float]:
+    """Seconds per call ``a + b·H`` of an H-step rollout, from calls timed at horizons ``h1 < h2``: the fixed
+    part ``a`` (env setup, state copy) and ``b`` per step. When timing noise makes the longer call no slower,
+    every second is charged per step (``a`` 0), so long horizons are not underestimated. NaN when either
+    time is unknown."""
+    if not 0 < h1 < h2:
+        raise ValueError(f"need 0 < h1 < h2, got {h1}, {h2}")
+    if not (math.isfinite(t1) and math.isfinite(t2)):
+        return math.nan, math.nan
+    if t2 <= t1:
+        return 0.0, max(t1 / h1, t2 / h2)
+    per_step = (t2 - t1) / (h2 - h1)
+    return max(t1 - per_step * h1, 0.0), per_step
+
+
+def rollout_stage(
+    name: str, jobs: list[tuple[int, int]], chunk: int, batch: int, cost: tuple[float, float]
+) -> Stage:
+    """A stage of batched rollouts: ``jobs`` of (points, horizon H), evaluated ``chunk`` points per call,
+    each point over ``batch`` start states; ``cost`` is :func:`linear_cost`'s (a, b). A short last chunk is
+    charged as a full one (an upper bound)."""
+    if chunk < 1 or batch < 1:
+        raise ValueError(f"chunk and batch must be >= 1, got {chunk}, {batch}")
+    calls = sum(-(-points // chunk) for points, _ in jobs)
+    return Stage(
+        name,
+        "chunk step",
+        sum(-(-points // chunk) * horizon for points, horizon in jobs),
+        cost[1],
+        env_steps=sum(points * batch * horizon for points, horizon in jobs),
+        overhead_s=calls * cost[0],
+        overhead=f"{calls} calls' setup",
+    )
