@@ -162,3 +162,22 @@ def test_published_inputs_are_the_released_files():
         assert hashlib.sha256(gzip.decompress((folder / f"{name}.gz").read_bytes())).hexdigest() == digest, (
             name
         )
+
+
+LANDSCAPES = sorted(  # analyses with committed figures (the extra ball-wall seeds commit tidy files only)
+    p.parent for p in (ROOT / "results" / "landscape").rglob("config.json") if any(p.parent.glob("*.png"))
+)
+
+
+@pytest.mark.parametrize("folder", LANDSCAPES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_committed_landscape_figures_regenerate_from_their_files(folder, tmp_path):
+    """`bench.landscape plot DIR` redraws every committed landscape figure from the folder's files alone."""
+    from bench import landscape
+
+    copy = tmp_path / folder.name
+    shutil.copytree(folder, copy)
+    figures = sorted(p.name for p in copy.iterdir() if p.suffix in (".png", ".pdf"))
+    for name in figures:
+        (copy / name).unlink()
+    assert landscape.main(["plot", str(copy)]) == 0
+    assert sorted(p.name for p in copy.iterdir() if p.suffix in (".png", ".pdf")) == figures
