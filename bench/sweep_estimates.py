@@ -28,13 +28,15 @@ class Rate:
     """Only part of the work was measured (the simulator): the task takes at least budget / rate."""
 
 
-_RUNS = "results/ant_shac_vs_pwm/runs.csv (last row per run)"
+_RUNS = "results/ant_shac_vs_pwm/runs.csv at commit 27ca9ef (last row per run, each run on an idle core)"
 _PERF = "results/perf/perf_cpu.csv (forward+backward, N = 64, simulator alone)"
 # (task kind, env) -> rate. SHAC: env-steps/s; PWM offline: imagined steps/s; pretraining: steps/s.
 RATES: dict[tuple[str, str], Rate] = {
     ("shac:pwm", "ant"): Rate(2_048_000 / 3030, f"{_RUNS}: SHAC, 2.05M env-steps in 3,025-3,034 s"),
     ("pwm:offline", "ant"): Rate(64 * 16 * 500 / 494, f"{_RUNS}: PWM offline, 500 x 64 x 16 in 458-529 s"),
-    ("pretrain", "ant"): Rate(2000 / (18.7 * 60), "results/README.md: 2,000 pretraining steps in 18.7 min"),
+    ("pretrain", "ant"): Rate(
+        2000 / (18.7 * 60), "results/README.md at commit 27ca9ef: 2,000 paper-size steps in 18.7 min"
+    ),
 }
 # Any SHAC variant steps the simulator forward and backward once per env-step: a lower bound anywhere.
 SIMULATOR: dict[str, Rate] = {
