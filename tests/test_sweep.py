@@ -198,7 +198,10 @@ def _children(pid: int) -> list[int]:
 
 def _iterations(run: Path) -> int:
     path = run / rundir.TRAIN
-    return int(pd.read_csv(path)["step"].max()) if path.exists() and path.stat().st_size else 0
+    if not path.exists() or not path.stat().st_size:
+        return 0
+    steps = pd.read_csv(path)["step"]  # header only right after a resume dropped the rows past its checkpoint
+    return int(steps.max()) if len(steps) else 0
 
 
 def _wait_for(condition, what: str, timeout: float = 120.0) -> None:
