@@ -24,12 +24,10 @@ from bench.algorithms import RunInputs
 from bench.harness import make_env, measure_training, resolve_run, resume_run, start_run
 from bench.inputs import read_dataset
 from bench.lifecycle import RunResult
-from bench.presets import pretrain_settings, resolve_settings
+from bench.presets import pretrain_settings, pwm_data_overrides, resolve_settings
 from bench.pretrain import measure_pretraining, resume_pretrain, start_pretrain
 
 STAGES = ("data", "pretrain", "policy")
-DATA_OVERRIDES = ["env.early_termination=false"]
-"""How the reference recorded its data."""
 SYNTHETIC_EPISODES = 8
 """Episodes of the random stand-in dataset the plan times stages 2 and 3 on before the data exists."""
 
@@ -78,8 +76,9 @@ def plan_pipeline(
     env's shapes and a fresh model of the pretraining architecture (step times do not depend on values)."""
     root = pipeline_root(out, env, seed, preset, mode)
     done = {name: _complete(root / name) for name in STAGES}
+    data_overrides = pwm_data_overrides(preset)
     data_config = resolve_run(
-        "shac", env, RunInputs(), seed=seed, preset=preset, overrides=DATA_OVERRIDES, device=device
+        "shac", env, RunInputs(), seed=seed, preset=preset, overrides=data_overrides, device=device
     )
     stages = []
     if data is not None:
@@ -149,7 +148,7 @@ def run_pipeline(
                 env,
                 seed=seed,
                 preset=preset,
-                overrides=DATA_OVERRIDES,
+                overrides=pwm_data_overrides(preset),
                 device=device,
                 out=where,
                 save_data=True,

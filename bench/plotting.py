@@ -71,7 +71,11 @@ def algo_key(name: str) -> str:
 
 
 def algo_label(name: str) -> str:
-    """Display label: the canonical spelling for known algorithms, else the name itself."""
+    """Display label: the canonical spelling for known algorithms, else the name itself; a run label
+    ``algo:variant`` (bench/variants.py) reads "PWM (offline)"."""
+    algo, _, variant = str(name).partition(":")
+    if variant:
+        return f"{algo_label(algo)} ({variant})"
     return ALGO_LABELS.get(algo_key(name), str(name))
 
 

@@ -25,6 +25,7 @@ from algos.wm_training import WMTrainConfig
 from algos.world_model import WorldModelConfig, world_model_config
 from bench.algorithms import check_algo
 from bench.settings import ConfigError, apply_overrides
+from bench.variants import DEFAULT_VARIANTS
 
 PRESETS = ("smoke", "cpu", "paper")
 PRESET_HELP = {
@@ -60,7 +61,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # The released single-task driver (online) and the frozen-model mode (offline).
     "pwm": {"online": PWMConfig(mode="online"), "offline": PWMConfig(mode="offline")},
 }
-DEFAULT_VARIANTS = {"shac": "pwm", "pwm": "online"}
 PER_ENV: dict[tuple[str, str], dict[str, tuple[dict[str, Any], int]]] = {
     ("shac", "pwm"): {
         "ant": ({"max_epochs": 2000}, 128),
@@ -89,8 +89,23 @@ PRETRAIN_PAPER_STEPS = {"ant": 100_000, "humanoid": 200_000, "snu_humanoid": 200
 PRETRAIN_DEFAULT_STEPS = 50_000
 
 # One CPU core: a paper-size world-model step (batch 256 x 17) takes ~1.5 s, a "small" one ~0.2 s; an online
-# ant iteration with the small model (8 model steps) ~2.2 s (shared/notes/pwm-online-calibration.md).
-PWM_CPU_EPOCHS = {"online": 250, "offline": 500}
+# ant iteration with the small model (8 model steps) ~2.1 s, so 2,000 online iterations (2.05M env steps, the
+# budget at which the reference's own ant PWM is at 634-2,316) take about 70 minutes on one core.
+PWM_CPU_EPOCHS = {"online": 2000, "offline": 500}
+PWM_CPU_DATA_EPOCHS = 150
+"""SHAC iterations of the PWM pipeline's data stage under the cpu preset (307k env steps, ~6 min on a core):
+data from a policy that walks but is far from converged, as the reference's offline data mixes skills."""
+
+
+def pwm_data_overrides(preset: str) -> list[str]:
+    """``--set`` overrides of the PWM pipeline's data stage (SHAC with ``--save-data``): early termination
+    off, how the reference recorded its data; under the cpu preset also a short SHAC run."""
+    overrides = ["env.early_termination=false"]
+    if preset == "cpu":
+        overrides.append(f"algo.max_epochs={PWM_CPU_DATA_EPOCHS}")
+    return overrides
+
+
 CPU_WORLD_MODEL = "small"
 """World-model size of the cpu presets (bench.pretrain and a PWM model trained from scratch)."""
 SMOKE_NETWORKS = {"actor_hidden": (32, 32), "critic_hidden": (32, 32), "critic_iterations": 2}

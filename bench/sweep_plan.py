@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.algorithms import ALGORITHMS
-from bench.presets import PRESETS, VARIANTS, default_variant, resolve_settings
+from bench.presets import PRESETS, VARIANTS, default_variant, pwm_data_overrides, resolve_settings
 
 PWM_DATA = ("separate", "shared", "shac")
 
@@ -230,7 +230,7 @@ def build_plan(spec: SweepSpec, env_names: list[str]) -> list[Task]:
                         seed=data_seed,
                         preset=spec.preset,
                         algo="shac",
-                        overrides=("env.early_termination=false",),
+                        overrides=tuple(pwm_data_overrides(spec.preset)),
                         save_data=True,
                         scored=False,
                     )

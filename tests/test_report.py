@@ -254,6 +254,20 @@ def test_algorithm_colours_are_fixed():
     assert colors == plotting.algo_colors(["zeta", "mystery", "SHAC", "pwm", "TD-MPC2"])
     assert len(set(colors.values())) == len(colors)
     assert plotting.algo_label("tdmpc2") == "TD-MPC2"
+    assert plotting.algo_label("pwm:offline") == "PWM (offline)"
+
+
+def test_two_variants_of_one_algorithm_are_two_labels(tmp_path):
+    """A run of a non-default variant is reported as algo:variant, never as a duplicate seed of algo."""
+    for variant in ("online", "offline", None):
+        run = rundir.new_run_dir(tmp_path, "Ant", "pwm", 0)
+        rundir.write_json(run / rundir.CONFIG, {"algo": "pwm", "env": "Ant", "seed": 0, "variant": variant})
+        row = dict.fromkeys(rundir.EVAL_COLUMNS, 1.0) | {"env_steps": 0, "data_env_steps": 0}
+        rundir.append_rows(run / rundir.EVAL, rundir.EVAL_COLUMNS, [row])
+        rundir.write_json(run / rundir.SUMMARY, {"status": "complete"})
+    table, runs = report.load_runs(tmp_path)
+    assert sorted(runs["algo"]) == ["pwm", "pwm", "pwm:offline"]  # online is PWM's default variant
+    assert sorted(table["algo"].unique()) == ["pwm", "pwm:offline"]
 
 
 def test_published_reader_turns_wide_curves_into_the_tidy_table(tmp_path):

@@ -107,7 +107,11 @@ exit status: 0 on success; 2 for bad arguments or a RESULTS_DIR without usable r
         help="also use runs that have evaluations but no 'complete' summary.json (their last "
         "evaluation is then not at the budget)",
     )
-    parser.add_argument("--algos", help="comma-separated algorithms to keep (default: all)")
+    parser.add_argument(
+        "--algos",
+        help="comma-separated run labels to keep: an algorithm for its default variant, algo:variant for "
+        "another (e.g. shac,pwm:offline; bench/variants.py) (default: all)",
+    )
     parser.add_argument("--envs", help="comma-separated envs to keep (default: all)")
     add_analysis_options(parser, ReportOptions())
     return parser

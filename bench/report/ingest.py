@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.rundir import CONFIG, find_runs, read_eval, read_json, read_summary
+from bench.variants import run_label
 
 TIDY_COLUMNS = (
     "algo",
@@ -63,9 +64,10 @@ def load_runs(results_dir: str | Path, include_incomplete: bool = False) -> tupl
         row = {"run": str(run_dir.relative_to(root)), "algo": None, "env": None, "seed": None, "n_evals": 0}
         try:
             config = read_json(run_dir / CONFIG)
-            row.update(algo=str(config["algo"]), env=str(config["env"]), seed=int(config["seed"]))
+            label = run_label(str(config["algo"]), config.get("variant"))
+            row.update(algo=label, env=str(config["env"]), seed=int(config["seed"]))
             ev = read_eval(run_dir)
-            tidy = _tidy(ev, row["run"])
+            tidy = _tidy(ev, row["run"]).assign(algo=label)
             summary = read_summary(run_dir)
         except (OSError, ValueError, KeyError, TypeError, pd.errors.ParserError) as exc:
             rows.append({**row, "status": f"unreadable ({type(exc).__name__}: {exc})", "used": False})
