@@ -29,12 +29,17 @@ class Rate:
 
 
 _RUNS = "results/ant_shac_vs_pwm/runs.csv at commit 27ca9ef (last row per run, each run on an idle core)"
+_ONLINE = "results/runs/ant/pwm/seed0_20261130T072730Z/eval.csv at commit ec7c249 (last row; other core busy)"
+_STAGES = "results/runs/ant_pwm_stages/pwm_pretrain/seed0_20261130T072127Z/summary.json at commit ec7c249"
 _PERF = "results/perf/perf_cpu.csv (forward+backward, N = 64, simulator alone)"
-# (task kind, env) -> rate. SHAC: env-steps/s; PWM offline: imagined steps/s; pretraining: steps/s.
+# (task kind, env) -> rate. SHAC and PWM online: env-steps/s; PWM offline: imagined steps/s; pretraining:
+# steps/s of the preset's model (cpu: small, paper: the paper size).
 RATES: dict[tuple[str, str], Rate] = {
     ("shac:pwm", "ant"): Rate(2_048_000 / 3030, f"{_RUNS}: SHAC, 2.05M env-steps in 3,025-3,034 s"),
     ("pwm:offline", "ant"): Rate(64 * 16 * 500 / 494, f"{_RUNS}: PWM offline, 500 x 64 x 16 in 458-529 s"),
-    ("pretrain", "ant"): Rate(
+    ("pwm:online", "ant"): Rate(2_048_000 / 4374, f"{_ONLINE}: PWM online, 2.05M env-steps in 4,374 s"),
+    ("pretrain:cpu", "ant"): Rate(2000 / 338, f"{_STAGES}: 2,000 small-model steps in 338 s"),
+    ("pretrain:paper", "ant"): Rate(
         2000 / (18.7 * 60), "results/README.md at commit 27ca9ef: 2,000 paper-size steps in 18.7 min"
     ),
 }
@@ -49,8 +54,7 @@ SIMULATOR: dict[str, Rate] = {
 def budget(task: Task) -> float | None:
     """The task's work in the units of its rate, or None where no rate applies."""
     if task.command == "pretrain":
-        # The rate is the paper-size model's; the smoke preset trains a tiny one.
-        return None if task.preset == "smoke" else float(pretrain_settings(task.preset, task.env).steps)
+        return float(pretrain_settings(task.preset, task.env).steps)
     settings = task_settings(task)
     algo = settings["algo"]
     return float(settings["env"]["num_envs"] * algo["horizon"] * algo["max_epochs"])

@@ -71,9 +71,10 @@ class Task:
 
     @property
     def kind(self) -> str:
-        """What the run-time estimate is keyed by: ``pretrain`` or ``algo:variant``."""
+        """What the run-time estimate is keyed by: ``pretrain:<preset>`` (the preset picks the model size)
+        or ``algo:variant``."""
         if self.command == "pretrain":
-            return "pretrain"
+            return f"pretrain:{self.preset}"
         return f"{self.algo}:{self.variant or default_variant(self.algo)}"
 
     def to_dict(self) -> dict[str, Any]:
