@@ -132,8 +132,8 @@ def test_bad_actions_raise_clear_errors(actions, error):
 
 
 def test_unknown_env_and_override_name_the_valid_choices():
-    with pytest.raises(ValueError, match="valid names: ant"):
-        envs.make("hopper")
+    with pytest.raises(ValueError, match="valid names: ant, cartpole"):
+        envs.make("walker")
     with pytest.raises(ValueError, match="valid keys: .*early_termination"):
         envs.make("ant", early_terminaton=False)
     with pytest.raises(ValueError, match="reward_timing"):
@@ -185,7 +185,7 @@ def test_importing_envs_loads_no_engine_and_registers_the_gym_ids():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert out.returncode == 0, out.stderr
-    assert "['ant', 'humanoid', 'snu_humanoid']" in out.stdout
+    assert "['ant', 'cartpole', 'double_pendulum', 'humanoid', 'snu_humanoid']" in out.stdout
 
 
 @pytest.mark.parametrize(
