@@ -10,6 +10,8 @@ GYM_IDS = {
     "snu_humanoid": "warpbench/SNUHumanoid-v0",
     "cartpole": "warpbench/CartPole-v0",
     "double_pendulum": "warpbench/DoublePendulum-v0",
+    "hopper": "warpbench/Hopper-v0",
+    "cheetah": "warpbench/Cheetah-v0",
 }
 
 

@@ -82,7 +82,7 @@ def test_state_gradients_match_finite_differences():
             assert q0.grad[e, j].item() == pytest.approx(fd.item() / (2 * eps), rel=1e-4)
 
 
-@pytest.mark.parametrize("name", ["ant", "humanoid", "cartpole", "double_pendulum"])
+@pytest.mark.parametrize("name", ["ant", "humanoid", "hopper", "cheetah", "cartpole", "double_pendulum"])
 def test_reward_gradient_through_env_steps(name):
     """Sum of 16 rewards w.r.t. the actions through env.step (contact on where there is a ground), float64."""
     env = envs.make(name, num_envs=2, seed=0, dtype="float64", early_termination=False)

@@ -15,6 +15,8 @@ import envs
 
 # name, obs dim, act dim, episode length, substeps, refresh interval
 TASKS = [
+    ("hopper", 11, 3, 1000, 16, 16),
+    ("cheetah", 17, 6, 1000, 16, 16),
     ("cartpole", 5, 1, 240, 4, 8),
     ("double_pendulum", 6, 1, 240, 4, 8),
 ]
@@ -35,6 +37,84 @@ def test_dimensions_and_engine_parameters(name, obs_dim, act_dim, episode_length
     assert obs.shape == (3, obs_dim) and obs.dtype == torch.float32
     obs, reward, terminated, truncated, info = env.step(torch.zeros(3, act_dim))
     assert obs.shape == (3, obs_dim) and reward.shape == (3,) and info["primal"].shape == (3,)
+
+
+def test_planar_start_states_and_observation_layout():
+    hopper = envs.make("hopper", stochastic_init=False, dtype="float64")
+    assert torch.equal(hopper.reset(), torch.zeros(1, 11, dtype=torch.float64))
+    assert hopper.model.num_contacts == 8  # 4 capsules x 2 end spheres
+    cheetah = envs.make("cheetah", stochastic_init=False, dtype="float64")
+    obs = cheetah.reset()[0]
+    assert obs[0].item() == -0.2 and not obs[1:].any()
+    assert cheetah.model.num_contacts == 16  # 8 capsules x 2
+    layout = cheetah.obs_layout
+    assert (layout.slices["velocity"].start, layout.slices["joint_qd"].stop) == (8, 17)  # x speed = obs[8]
+    assert hopper.obs_layout.slices["velocity"].start == 5  # x speed = obs[5]
+
+
+def test_planar_reset_noise():
+    for name, position, velocity in (("hopper", 0.05, 0.05), ("cheetah", 0.1, 0.25)):
+        env = envs.make(name, num_envs=1000, seed=0)
+        q, qd = env.q - env.start_q, env.qd
+        assert (q.abs() <= position).all() and (q.abs().amax(0) > 0.95 * position).all()
+        assert (qd.abs() <= velocity).all() and (qd.abs().amax(0) > 0.95 * velocity).all()
+
+
+def test_hopper_reward_terms_are_the_spec_quantities():
+    env = envs.make("hopper", num_envs=3, seed=0, dtype="float64")
+    q = torch.zeros(3, 6, dtype=torch.float64)
+    q[:, 1] = torch.tensor([0.2, -0.35, -0.6], dtype=torch.float64)  # d = clip(z + 0.3, -1, 0.3)
+    q[:, 2] = torch.tensor([0.1, -0.5, 0.0], dtype=torch.float64)
+    qd = torch.zeros(3, 6, dtype=torch.float64)
+    qd[:, 0] = torch.tensor([1.5, -0.2, 0.0], dtype=torch.float64)
+    env.set_state(q, qd)
+    actions = torch.tensor([[0.5, -1.0, 0.0], [0.0, 0.0, 0.0], [2.0, 0.0, 0.0]], dtype=torch.float64)
+    info = env.step(actions)[4]  # pre-step reward (Q1): the state set above
+    terms = info["reward_terms"]
+    torch.testing.assert_close(terms["progress"], qd[:, 0])
+    torch.testing.assert_close(
+        terms["height"], torch.tensor([0.3, -200 * 0.05**2, -200 * 0.3**2], dtype=torch.float64)
+    )
+    torch.testing.assert_close(terms["angle"], 1 - q[:, 2] ** 2 / (math.pi / 6) ** 2)
+    torch.testing.assert_close(
+        terms["action_cost"], torch.tensor([-0.125, 0.0, -0.1], dtype=torch.float64)
+    )  # clipped
+
+
+def test_hopper_terminates_below_the_height_threshold():
+    env = envs.make("hopper", num_envs=2, seed=0)
+    with torch.no_grad():
+        for _ in range(300):
+            _, _, terminated, _, info = env.step(torch.zeros(2, 3))
+            if terminated.any():
+                break
+    assert terminated.any()
+    assert (info["obs_before_reset"][terminated, 0] < -0.45).all()
+
+
+def test_hopper_falls_onto_the_plane_not_through_it():
+    """Unactuated, the hopper topples and comes to rest lying on the ground: the torso (a capsule of
+    radius 0.05, its origin 1.25 m above the z slide's zero) down at 0.05-0.1 m (measured: lying on the
+    plane or propped on the foot), every body origin above the plane."""
+    env = envs.make("hopper", num_envs=4, seed=0, early_termination=False)
+    heights = []
+    with torch.no_grad():
+        for _ in range(600):
+            heights.append(env.step(torch.zeros(4, 3))[0][:, 0].clone())
+    torso = 1.25 + torch.stack(heights[-50:]).double()
+    assert ((torso > 0.03) & (torso < 0.15)).all()
+    assert (torso.amax(0) - torso.amin(0)).max() < 1e-2  # at rest
+    assert (env.body_positions()[..., 2] > 0.02).all()
+
+
+def test_cheetah_stands_on_the_plane():
+    env = envs.make("cheetah", num_envs=4, seed=0)
+    with torch.no_grad():
+        for _ in range(300):
+            obs, _, terminated, *_ = env.step(torch.zeros(4, 6))
+            assert not terminated.any()  # no early termination
+    assert ((obs[:, 0] > -0.5) & (obs[:, 0] < -0.4)).all()  # the torso about 0.55 m above the ground
+    assert (env.body_positions()[..., 2] > 0.05).all()
 
 
 def test_pendula_have_no_ground():
