@@ -31,7 +31,8 @@ from envs.sim.simulator import Simulator
 
 @dataclass
 class LocomotionConfig:
-    """Options every locomotion env accepts as ``envs.make(name, **overrides)``.
+    """Options every env accepts as ``envs.make(name, **overrides)`` (the name is historical: the planar and
+    pendulum tasks take them too; the contact settings do nothing where there is no ground).
 
     Each field's type and range (``setting``) is checked when the env is made and when CLI text is
     parsed (``envs.parse_override``): this dataclass is the one table of env settings.
@@ -40,7 +41,8 @@ class LocomotionConfig:
     episode_length: int = setting(1000, minimum=1)
     """Control steps before truncation."""
     early_termination: bool = True
-    """Terminate when the root height falls below the task's threshold (invalid states always terminate)."""
+    """Terminate when the root height falls below the task's threshold, for tasks that have one (invalid
+    states always terminate)."""
     stochastic_init: bool = True
     """Add the task's uniform reset noise at every reset (docs/quirks.md, envs §7.5)."""
     reward_timing: str = setting("pre", choices=("pre", "post"))
