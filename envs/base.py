@@ -308,6 +308,7 @@ class LocomotionEnv(ArticulatedEnv):
         return q[:, 7:]
 
     def start_state(self) -> torch.Tensor:
+        # Also keeps the Y-up rotations and start pose that observe() and add_reset_noise() use.
         f64 = dict(dtype=torch.float64, device=self.device)
         self._to_yup = torch.tensor(self.world_to_yup, **f64)
         self._from_yup = rot.quat_conjugate(self._to_yup)
