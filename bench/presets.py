@@ -66,9 +66,22 @@ PER_ENV: dict[tuple[str, str], dict[str, tuple[dict[str, Any], int]]] = {
         "ant": ({"max_epochs": 2000}, 128),
         "humanoid": ({"max_epochs": 3000}, 64),
         "snu_humanoid": ({"max_epochs": 5000}, 64),
+        "hopper": ({"max_epochs": 2000}, 64),
     },
     ("shac", "diffrl"): {
         "ant": ({}, 64),
+        "hopper": ({"critic_lr": 2e-4}, 256),
+        "cheetah": ({}, 64),
+        "cartpole": (
+            {
+                "actor_hidden": (64, 64),
+                "critic_hidden": (64, 64),
+                "actor_lr": 1e-2,
+                "critic_lr": 1e-3,
+                "max_epochs": 500,
+            },
+            64,
+        ),
         "humanoid": (
             {"actor_hidden": (256, 128), "critic_hidden": (128, 128), "critic_lr": 5e-4, **_SLOW_TARGET},
             64,
@@ -82,9 +95,11 @@ PER_ENV: dict[tuple[str, str], dict[str, tuple[dict[str, Any], int]]] = {
     ("pwm", "offline"): {"ant": ({}, 128)},
 }
 """Per (algo, variant) and env: (settings that differ from the variant's, number of training envs).
-Envs without an entry get the variant's settings and 64 envs."""
+Envs without an entry get the variant's settings and 64 envs (PWM's SHAC configs cover ant, hopper,
+humanoid, SNU and anymal; DiffRL's cartpole, hopper, cheetah, ant, humanoid and SNU; none has the double
+pendulum)."""
 
-PRETRAIN_PAPER_STEPS = {"ant": 100_000, "humanoid": 200_000, "snu_humanoid": 200_000}
+PRETRAIN_PAPER_STEPS = {"hopper": 50_000, "ant": 100_000, "humanoid": 200_000, "snu_humanoid": 200_000}
 """World-model pretraining steps per env (the PWM README); other envs get PRETRAIN_DEFAULT_STEPS."""
 PRETRAIN_DEFAULT_STEPS = 50_000
 

@@ -27,6 +27,10 @@ from envs.registry import make, names, parse_override, register
 register("ant", "envs.tasks.ant:Ant")
 register("humanoid", "envs.tasks.humanoid:Humanoid")
 register("snu_humanoid", "envs.tasks.snu_humanoid:SnuHumanoid")
+register("cartpole", "envs.tasks.cartpole:CartPole")
+register("double_pendulum", "envs.tasks.double_pendulum:DoublePendulum")
+register("hopper", "envs.tasks.hopper:Hopper")
+register("cheetah", "envs.tasks.cheetah:Cheetah")
 register_gym_ids()
 
 __all__ = ["make", "names", "parse_override", "register"]

@@ -1,9 +1,11 @@
-"""Batched torch locomotion env over the Warp engine (envs §6, §7.3, §7.5).
+"""Batched torch envs over the Warp engine (envs §6, §7.3, §7.5).
 
-A task subclass says which model, which physical parameters, how actions become forces, and its
-reward; this class owns the state, the step loop, terminations, resets and the shared observation
-block. Observations, rewards and terminations are dflex's Y-up quantities, whatever the model's own
-up axis (MuJoCo assets are Z-up).
+``ArticulatedEnv`` owns what every task shares: the state, the step loop, invalid-state terminations,
+resets inside ``step``, determinism and input checks. A task says which model, which physical
+parameters, how actions become forces, its observation, start state, reset noise and reward.
+``LocomotionEnv`` is the free-root family (ant, humanoid, SNU): the shared locomotion observation block,
+whose quantities are dflex's Y-up ones whatever the model's own up axis (MuJoCo assets are Z-up).
+Planar and fixed-base tasks build on ``ArticulatedEnv`` directly (``envs/planar.py``, ``envs/tasks/``).
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from envs.sim.simulator import Simulator
 
 @dataclass
 class LocomotionConfig:
-    """Options every locomotion env accepts as ``envs.make(name, **overrides)``.
+    """Options every env accepts as ``envs.make(name, **overrides)`` (the name is historical: the planar and
+    pendulum tasks take them too; the contact settings do nothing where there is no ground).
 
     Each field's type and range (``setting``) is checked when the env is made and when CLI text is
     parsed (``envs.parse_override``): this dataclass is the one table of env settings.
@@ -38,7 +41,8 @@ class LocomotionConfig:
     episode_length: int = setting(1000, minimum=1)
     """Control steps before truncation."""
     early_termination: bool = True
-    """Terminate when the root height falls below the task's threshold (invalid states always terminate)."""
+    """Terminate when the root height falls below the task's threshold, for tasks that have one (invalid
+    states always terminate)."""
     stochastic_init: bool = True
     """Add the task's uniform reset noise at every reset (docs/quirks.md, envs §7.5)."""
     reward_timing: str = setting("pre", choices=("pre", "post"))
@@ -74,20 +78,11 @@ PHYSICS_OVERRIDES = (
 )
 
 
-class LocomotionEnv:
-    """Base class of the locomotion tasks. Subclasses set the class attributes and the hooks below."""
+class ArticulatedEnv:
+    """Base class of every task. Subclasses set ``act_dim`` and implement the hooks below."""
 
     config_class: type = LocomotionConfig
-    world_to_yup: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 1.0)
-    """xyzw rotation from the model's world frame to dflex's Y-up frame."""
-    start_rotation: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 1.0)
-    """Root start orientation in the Y-up frame (xyzw)."""
-    start_position: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    """Root start position in the Y-up frame."""
-    target_x: float = 10000.0
-    termination_height: float = 0.0
-    joint_noise: float = 0.2
-    with_previous_action: bool = True
+    act_dim: int
 
     # -- hooks ----------------------------------------------------------------------------------
     def build_physics(self, cfg: Any) -> tuple[mujoco.MjSpec, PhysicsParams, Any]:
@@ -97,9 +92,21 @@ class LocomotionEnv:
         MuJoCo's ground contact, which it cannot once compiled)."""
         raise NotImplementedError
 
-    def start_joint_positions(self) -> np.ndarray:
-        """Joint coordinates after the root's 7 (MuJoCo layout)."""
-        return np.zeros(self.nq - 7)
+    def start_state(self) -> np.ndarray | torch.Tensor:
+        """Joint coordinates ``q`` [nq] of the start state, before noise (MuJoCo layout); velocities are 0."""
+        raise NotImplementedError
+
+    def add_reset_noise(self, q: torch.Tensor, qd: torch.Tensor) -> None:
+        """Add the task's reset noise (envs §7.5) to start states ``q`` [n, nq], ``qd`` [n, nv] in place."""
+        raise NotImplementedError
+
+    def observation_blocks(self) -> list[tuple[str, int]]:
+        """(name, size) of each observation block, in order (becomes ``obs_layout``)."""
+        raise NotImplementedError
+
+    def observe(self, q: torch.Tensor, qd: torch.Tensor, last_action: torch.Tensor) -> torch.Tensor:
+        """The observation [N, obs_dim] in float64 at (q, qd) after ``last_action`` (envs §7.3)."""
+        raise NotImplementedError
 
     def actuation(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Map clipped actions to (generalized forces [N, nv], muscle forces [N, M] or None), float64."""
@@ -110,9 +117,13 @@ class LocomotionEnv:
         in this order, is the reward."""
         raise NotImplementedError
 
-    def joint_observation(self, q: torch.Tensor) -> torch.Tensor:
-        """The joint_q[7:] block of the observation (SNU reorders ball quaternions)."""
-        return q[:, 7:]
+    def fallen(self, o: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """[N] bool: the early-termination test on the named observation, or None for a task without one."""
+        return None
+
+    def primal(self, o: dict[str, torch.Tensor]) -> torch.Tensor:
+        """[N] the task's main quantity, logged as ``info["primal"]`` (envs §7.4)."""
+        raise NotImplementedError
 
     # -- construction ---------------------------------------------------------------------------
     def __init__(self, num_envs: int = 1, device: str = "cpu", seed: int = 0, **overrides: Any):
@@ -138,68 +149,13 @@ class LocomotionEnv:
         self.nq, self.nv = self.model.nq, self.model.nv
         self.max_episode_steps = self.cfg.episode_length
         self.obs_dtype = getattr(torch, self.cfg.dtype)
-        f64 = dict(dtype=torch.float64, device=self.device)
-        self._to_yup = torch.tensor(self.world_to_yup, **f64)
-        self._from_yup = rot.quat_conjugate(self._to_yup)
-        self._start_rot_inv = rot.quat_conjugate(torch.tensor(self.start_rotation, **f64))
-        self._start_pos = torch.tensor(self.start_position, **f64)
-        start_rot_model = rot.quat_mul(self._from_yup, torch.tensor(self.start_rotation, **f64))
-        self.start_q = torch.cat(
-            (
-                rot.quat_rotate(self._from_yup, self._start_pos),
-                rot.xyzw_to_wxyz(start_rot_model),
-                torch.as_tensor(self.start_joint_positions(), **f64),
-            )
-        )
+        self.start_q = torch.as_tensor(self.start_state(), dtype=torch.float64, device=self.device)
         self.generator = torch.Generator(device="cpu").manual_seed(seed)
         self.nan_grad_count = 0
-        blocks = [
-            ("height", 1),
-            ("rotation", 4),
-            ("velocity", 3),
-            ("angular_velocity", 3),
-            ("joint_q", self.nq - 7),
-            ("joint_qd", self.nv - 6),
-            ("up", 1),
-            ("heading", 1),
-        ]
-        if self.with_previous_action:
-            blocks.append(("previous_action", self.act_dim))
-        self.obs_layout = ObsLayout(blocks)
+        self.obs_layout = ObsLayout(self.observation_blocks())
         """Named blocks of the observation (envs §7.3); ``obs_layout.split(obs)["height"]`` etc."""
         self.obs_dim = self.obs_layout.dim
         self.reset()
-
-    # -- observation ------------------------------------------------------------------------------
-    def observe(self, q: torch.Tensor, qd: torch.Tensor, last_action: torch.Tensor) -> torch.Tensor:
-        """Locomotion observation block (envs §7.3) in float64."""
-        n = q.shape[0]
-        to_yup = self._to_yup.expand(n, 4)
-        pos = rot.quat_rotate(to_yup, q[:, 0:3])
-        root_rot_model = rot.wxyz_to_xyzw(q[:, 3:7])
-        root_rot = rot.quat_mul(to_yup, root_rot_model)
-        v = rot.quat_rotate(to_yup, qd[:, 0:3])
-        w = rot.quat_rotate(root_rot, qd[:, 3:6])  # body-frame angular velocity -> Y-up world
-        relative = rot.quat_mul(root_rot, self._start_rot_inv.expand(n, 4))
-        up = rot.quat_rotate(relative, pos.new_tensor([0.0, 1.0, 0.0]).expand(n, 3))
-        heading_vec = rot.quat_rotate(relative, pos.new_tensor([1.0, 0.0, 0.0]).expand(n, 3))
-        to_target = pos.new_tensor([self.target_x, 0.0, 0.0]) + self._start_pos - pos
-        to_target = to_target * pos.new_tensor([1.0, 0.0, 1.0])
-        target_dir = to_target / torch.linalg.vector_norm(to_target, dim=1, keepdim=True).clamp_min(1e-12)
-        heading = (heading_vec * target_dir).sum(dim=1, keepdim=True)
-        parts = {
-            "height": pos[:, 1:2],
-            "rotation": root_rot,
-            "velocity": v,
-            "angular_velocity": w,
-            "joint_q": self.joint_observation(q),
-            "joint_qd": 0.1 * qd[:, 6:],
-            "up": up[:, 1:2],
-            "heading": heading,
-        }
-        if self.with_previous_action:
-            parts["previous_action"] = last_action
-        return self.obs_layout.join(parts)
 
     # -- state ----------------------------------------------------------------------------------
     def _uniform(self, shape: tuple[int, ...], bound: float) -> torch.Tensor:
@@ -207,26 +163,11 @@ class LocomotionEnv:
         return ((2.0 * x - 1.0) * bound).to(self.device)
 
     def _start_states(self, count: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Start (q, qd) for ``count`` envs, with reset noise if ``stochastic_init`` (envs §7.5, Q9)."""
+        """Start (q, qd) for ``count`` envs, with reset noise if ``stochastic_init`` (envs §7.5)."""
         q = self.start_q.expand(count, -1).clone()
         qd = torch.zeros(count, self.nv, dtype=torch.float64, device=self.device)
-        if not self.cfg.stochastic_init:
-            return q, qd
-        q[:, 0:3] += self._uniform((count, 3), 0.1)
-        axis = self._uniform((count, 3), 0.5)
-        axis = axis / torch.linalg.vector_norm(axis, dim=1, keepdim=True).clamp_min(1e-12)
-        delta = rot.quat_from_axis_angle(axis, self._uniform((count,), math.pi / 24))
-        root = rot.quat_mul(rot.wxyz_to_xyzw(q[:, 3:7]), delta)
-        q[:, 3:7] = rot.xyzw_to_wxyz(root)
-        q[:, 7:] += self._uniform((count, self.nq - 7), self.joint_noise)
-        # Noise on the spatial twist (omega, v at the world origin) in the Y-up frame, then MuJoCo's
-        # free-joint velocity: origin velocity in world, angular velocity in the body frame.
-        w_yup, v0_yup = self._uniform((count, 3), 0.25), self._uniform((count, 3), 0.25)
-        from_yup = self._from_yup.expand(count, 4)
-        w_world, v0_world = rot.quat_rotate(from_yup, w_yup), rot.quat_rotate(from_yup, v0_yup)
-        qd[:, 0:3] = v0_world + torch.linalg.cross(w_world, q[:, 0:3], dim=1)
-        qd[:, 3:6] = rot.quat_rotate(rot.quat_conjugate(root), w_world)
-        qd[:, 6:] = self._uniform((count, self.nv - 6), 0.25)
+        if self.cfg.stochastic_init:
+            self.add_reset_noise(q, qd)
         return q, qd
 
     def reset(self) -> torch.Tensor:
@@ -320,13 +261,14 @@ class LocomotionEnv:
         terms = {name: torch.where(invalid, torch.zeros_like(term), term) for name, term in terms.items()}
         reward = functools.reduce(torch.add, terms.values())
         terminated = invalid.clone()
-        if self.cfg.early_termination:
-            terminated |= named["height"] < self.termination_height
+        fallen = self.fallen(named) if self.cfg.early_termination else None
+        if fallen is not None:
+            terminated |= fallen
         truncated = self.progress >= self.cfg.episode_length
         info = {
             "obs_before_reset": obs.to(self.obs_dtype),
             "invalid": invalid,
-            "primal": named["velocity"][:, 0].detach().to(self.obs_dtype),
+            "primal": self.primal(named).detach().to(self.obs_dtype),
             "reward_terms": {name: term.detach().to(self.obs_dtype) for name, term in terms.items()},
         }
         done = terminated | truncated
@@ -341,3 +283,112 @@ class LocomotionEnv:
             obs = self.observe(q, qd, self.last_action)
         self.q, self.qd, self.obs = q, qd, obs
         return obs.to(self.obs_dtype), reward.to(self.obs_dtype), terminated, truncated, info
+
+
+class LocomotionEnv(ArticulatedEnv):
+    """Free-root locomotion tasks (ant, humanoid, SNU): the shared observation block, start pose and noise."""
+
+    world_to_yup: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 1.0)
+    """xyzw rotation from the model's world frame to dflex's Y-up frame."""
+    start_rotation: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 1.0)
+    """Root start orientation in the Y-up frame (xyzw)."""
+    start_position: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    """Root start position in the Y-up frame."""
+    target_x: float = 10000.0
+    termination_height: float = 0.0
+    joint_noise: float = 0.2
+    with_previous_action: bool = True
+
+    def start_joint_positions(self) -> np.ndarray:
+        """Joint coordinates after the root's 7 (MuJoCo layout)."""
+        return np.zeros(self.nq - 7)
+
+    def joint_observation(self, q: torch.Tensor) -> torch.Tensor:
+        """The joint_q[7:] block of the observation (SNU reorders ball quaternions)."""
+        return q[:, 7:]
+
+    def start_state(self) -> torch.Tensor:
+        # Also keeps the Y-up rotations and start pose that observe() and add_reset_noise() use.
+        f64 = dict(dtype=torch.float64, device=self.device)
+        self._to_yup = torch.tensor(self.world_to_yup, **f64)
+        self._from_yup = rot.quat_conjugate(self._to_yup)
+        self._start_rot_inv = rot.quat_conjugate(torch.tensor(self.start_rotation, **f64))
+        self._start_pos = torch.tensor(self.start_position, **f64)
+        start_rot_model = rot.quat_mul(self._from_yup, torch.tensor(self.start_rotation, **f64))
+        return torch.cat(
+            (
+                rot.quat_rotate(self._from_yup, self._start_pos),
+                rot.xyzw_to_wxyz(start_rot_model),
+                torch.as_tensor(self.start_joint_positions(), **f64),
+            )
+        )
+
+    def observation_blocks(self) -> list[tuple[str, int]]:
+        blocks = [
+            ("height", 1),
+            ("rotation", 4),
+            ("velocity", 3),
+            ("angular_velocity", 3),
+            ("joint_q", self.nq - 7),
+            ("joint_qd", self.nv - 6),
+            ("up", 1),
+            ("heading", 1),
+        ]
+        if self.with_previous_action:
+            blocks.append(("previous_action", self.act_dim))
+        return blocks
+
+    def fallen(self, o: dict[str, torch.Tensor]) -> torch.Tensor:
+        return o["height"] < self.termination_height
+
+    def primal(self, o: dict[str, torch.Tensor]) -> torch.Tensor:
+        return o["velocity"][:, 0]
+
+    def observe(self, q: torch.Tensor, qd: torch.Tensor, last_action: torch.Tensor) -> torch.Tensor:
+        """Locomotion observation block (envs §7.3) in float64."""
+        n = q.shape[0]
+        to_yup = self._to_yup.expand(n, 4)
+        pos = rot.quat_rotate(to_yup, q[:, 0:3])
+        root_rot_model = rot.wxyz_to_xyzw(q[:, 3:7])
+        root_rot = rot.quat_mul(to_yup, root_rot_model)
+        v = rot.quat_rotate(to_yup, qd[:, 0:3])
+        w = rot.quat_rotate(root_rot, qd[:, 3:6])  # body-frame angular velocity -> Y-up world
+        relative = rot.quat_mul(root_rot, self._start_rot_inv.expand(n, 4))
+        up = rot.quat_rotate(relative, pos.new_tensor([0.0, 1.0, 0.0]).expand(n, 3))
+        heading_vec = rot.quat_rotate(relative, pos.new_tensor([1.0, 0.0, 0.0]).expand(n, 3))
+        to_target = pos.new_tensor([self.target_x, 0.0, 0.0]) + self._start_pos - pos
+        to_target = to_target * pos.new_tensor([1.0, 0.0, 1.0])
+        target_dir = to_target / torch.linalg.vector_norm(to_target, dim=1, keepdim=True).clamp_min(1e-12)
+        heading = (heading_vec * target_dir).sum(dim=1, keepdim=True)
+        parts = {
+            "height": pos[:, 1:2],
+            "rotation": root_rot,
+            "velocity": v,
+            "angular_velocity": w,
+            "joint_q": self.joint_observation(q),
+            "joint_qd": 0.1 * qd[:, 6:],
+            "up": up[:, 1:2],
+            "heading": heading,
+        }
+        if self.with_previous_action:
+            parts["previous_action"] = last_action
+        return self.obs_layout.join(parts)
+
+    def add_reset_noise(self, q: torch.Tensor, qd: torch.Tensor) -> None:
+        """Root position, orientation and joints, and the spatial twist (Q9), in place."""
+        count = q.shape[0]
+        q[:, 0:3] += self._uniform((count, 3), 0.1)
+        axis = self._uniform((count, 3), 0.5)
+        axis = axis / torch.linalg.vector_norm(axis, dim=1, keepdim=True).clamp_min(1e-12)
+        delta = rot.quat_from_axis_angle(axis, self._uniform((count,), math.pi / 24))
+        root = rot.quat_mul(rot.wxyz_to_xyzw(q[:, 3:7]), delta)
+        q[:, 3:7] = rot.xyzw_to_wxyz(root)
+        q[:, 7:] += self._uniform((count, self.nq - 7), self.joint_noise)
+        # Noise on the spatial twist (omega, v at the world origin) in the Y-up frame, then MuJoCo's
+        # free-joint velocity: origin velocity in world, angular velocity in the body frame.
+        w_yup, v0_yup = self._uniform((count, 3), 0.25), self._uniform((count, 3), 0.25)
+        from_yup = self._from_yup.expand(count, 4)
+        w_world, v0_world = rot.quat_rotate(from_yup, w_yup), rot.quat_rotate(from_yup, v0_yup)
+        qd[:, 0:3] = v0_world + torch.linalg.cross(w_world, q[:, 0:3], dim=1)
+        qd[:, 3:6] = rot.quat_rotate(rot.quat_conjugate(root), w_world)
+        qd[:, 6:] = self._uniform((count, self.nv - 6), 0.25)

@@ -4,8 +4,7 @@
 (``AutoresetMode.SAME_STEP``): when some env finished, ``info`` carries gymnasium's ``final_obs`` (an
 object array holding the observation each finished env reached, None elsewhere), ``final_info`` and
 their masks ``_final_obs``/``_final_info``. ``WarpSingleEnv`` is a one-env ``gymnasium.Env``.
-Registered ids (``envs/gym_ids.py``): ``warpbench/Ant-v0``, ``warpbench/Humanoid-v0``,
-``warpbench/SNUHumanoid-v0``::
+Registered ids: ``envs/gym_ids.py`` (``warpbench/Ant-v0``, ``warpbench/Hopper-v0``, ...)::
 
     gymnasium.make("warpbench/Ant-v0")
     gymnasium.make_vec("warpbench/Ant-v0", num_envs=64, vectorization_mode="vector_entry_point")

@@ -8,6 +8,10 @@ GYM_IDS = {
     "ant": "warpbench/Ant-v0",
     "humanoid": "warpbench/Humanoid-v0",
     "snu_humanoid": "warpbench/SNUHumanoid-v0",
+    "cartpole": "warpbench/CartPole-v0",
+    "double_pendulum": "warpbench/DoublePendulum-v0",
+    "hopper": "warpbench/Hopper-v0",
+    "cheetah": "warpbench/Cheetah-v0",
 }
 
 

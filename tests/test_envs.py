@@ -132,8 +132,8 @@ def test_bad_actions_raise_clear_errors(actions, error):
 
 
 def test_unknown_env_and_override_name_the_valid_choices():
-    with pytest.raises(ValueError, match="valid names: ant"):
-        envs.make("hopper")
+    with pytest.raises(ValueError, match="valid names: ant, cartpole, cheetah"):
+        envs.make("walker")
     with pytest.raises(ValueError, match="valid keys: .*early_termination"):
         envs.make("ant", early_terminaton=False)
     with pytest.raises(ValueError, match="reward_timing"):
@@ -154,7 +154,9 @@ def test_gymnasium_single_env_passes_check_env_and_vector_env_steps():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-@pytest.mark.parametrize("name", ["ant", "humanoid", "snu_humanoid"])
+@pytest.mark.parametrize(
+    "name", ["ant", "humanoid", "snu_humanoid", "hopper", "cheetah", "cartpole", "double_pendulum"]
+)
 def test_cuda_rollouts_and_gradients_match_cpu(name):
     """The same code path on cuda: observations and action gradients agree with the CPU's."""
     results = []
@@ -185,7 +187,8 @@ def test_importing_envs_loads_no_engine_and_registers_the_gym_ids():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert out.returncode == 0, out.stderr
-    assert "['ant', 'humanoid', 'snu_humanoid']" in out.stdout
+    names = "['ant', 'cartpole', 'cheetah', 'double_pendulum', 'hopper', 'humanoid', 'snu_humanoid']"
+    assert names in out.stdout
 
 
 @pytest.mark.parametrize(
@@ -258,7 +261,7 @@ def test_parse_override_rejects_bad_text(key, text, message):
 
 
 def test_parse_override_round_trips_every_default_of_every_task():
-    for name in ("ant", "humanoid"):
+    for name in ("ant", "humanoid", "hopper", "cheetah", "cartpole", "double_pendulum"):
         config_class = envs.registry.factory(name).config_class
         for field in dataclasses.fields(config_class):
             text = json.dumps(field.default)

@@ -42,7 +42,9 @@ def varied_states(name: str, num_envs: int = 3, steps: int = 12) -> envs.registr
     return env
 
 
-@pytest.mark.parametrize("name", ["ant", "humanoid", pytest.param("snu_humanoid", marks=needs_snu)])
+@pytest.mark.parametrize(
+    "name", ["ant", "humanoid", pytest.param("snu_humanoid", marks=needs_snu), "hopper", "cheetah"]
+)
 def test_qpos_mirror_matches_the_engine_body_positions(name: str) -> None:
     env = varied_states(name)
     model = render_model(env, 640, 480)

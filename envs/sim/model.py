@@ -64,6 +64,8 @@ class PhysicsParams:
     """Diagonal added to the mass matrix (never on free joints); None takes MuJoCo's dof_armature."""
     friction_smoothing: float = 0.0
     """If > 0, |v_t| is replaced by sqrt(|v_t|^2 + s^2) - s in the friction law (default off)."""
+    ground: bool = True
+    """Whether there is a ground to touch; False gives no contact points (the cart-pole and the pendulum)."""
 
     def __post_init__(self) -> None:
         if self.substeps < 1 or self.mass_matrix_interval < 1:
@@ -336,7 +338,9 @@ def build_model(
                 rows.append(d)
                 cols.append(c)
 
-    contact_links, contact_points, contact_offsets = _contact_points(m, body_link)
+    contact_links, contact_points, contact_offsets = (
+        _contact_points(m, body_link) if params.ground else ([], [], [])
+    )
     gravity = m.opt.gravity.copy()
     if np.linalg.norm(gravity) == 0:
         raise ValueError("the model has zero gravity; the ground normal is taken as -gravity")
