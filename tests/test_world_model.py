@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import time
 
 import numpy as np
 import pytest
@@ -174,9 +173,7 @@ def test_world_model_fits_a_linear_system() -> None:
     test, _ = linear_dataset(1, episodes=8)
     torch.manual_seed(0)
     model = WorldModel(4, 2, world_model_config("tiny"))
-    start = time.perf_counter()
     trainer = pretrain(model, train, 250, WMTrainConfig(horizon=4, batch_size=64, lr=1e-3), seed=0)
-    assert time.perf_counter() - start < 10
     assert trainer.steps == 250 and trainer.nonfinite_grad_steps == 0
     assert abs(float(trainer.rew_rms.mean) - float(np.nanmean(train.reward))) < 1e-4  # fitted on all rewards
 
