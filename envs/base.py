@@ -319,13 +319,15 @@ class LocomotionEnv:
         invalid |= (q.abs() > 1e6).any(1) | (qd.abs() > 1e6).any(1)
         terms = {name: torch.where(invalid, torch.zeros_like(term), term) for name, term in terms.items()}
         reward = functools.reduce(torch.add, terms.values())
-        terminated = invalid.clone()
-        if self.cfg.early_termination:
-            terminated |= named["height"] < self.termination_height
+        # The termination condition, reported even when early termination is off (datasets record it so
+        # that an offline world model can learn where episodes would end).
+        would_terminate = invalid | (named["height"] < self.termination_height)
+        terminated = would_terminate if self.cfg.early_termination else invalid.clone()
         truncated = self.progress >= self.cfg.episode_length
         info = {
             "obs_before_reset": obs.to(self.obs_dtype),
             "invalid": invalid,
+            "would_terminate": would_terminate,
             "primal": named["velocity"][:, 0].detach().to(self.obs_dtype),
             "reward_terms": {name: term.detach().to(self.obs_dtype) for name, term in terms.items()},
         }

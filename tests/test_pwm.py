@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from algos.dataset import DatasetWriter, load_dataset
+from algos.dataset import DatasetWriter, EpisodeDataset, load_dataset
 from algos.pwm import PWM, PWMConfig
 from algos.replay import EpisodeReplay
 from algos.wm_training import (
@@ -38,6 +39,7 @@ TINY = PWMConfig(
     world_model=world_model_config("tiny"),
     model_training=WMTrainConfig(horizon=8, batch_size=32),
     wm_steps_per_epoch=4,
+    batch_size=None,  # offline start states: the env's num_envs (the 512 default is slow for unit tests)
 )
 
 
@@ -76,6 +78,29 @@ def pretrained(toy_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Pret
     return load_world_model(save_checkpoint(tmp_path_factory.mktemp("wm") / "wm.pt", trainer, data))
 
 
+@pytest.fixture(scope="module")
+def open_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """64 episodes of a uniform random policy on the toy env with early termination off, as datasets are
+    recorded: the episodes run on through the states beyond the band, flagged would_terminate."""
+    directory = tmp_path_factory.mktemp("open_data")
+    writer = DatasetWriter(directory, env="toy", obs_dim=4, act_dim=2)
+    env = make_toy_env(num_envs=16, seed=123, early_termination=False)
+    collect(env, random_policy(2, 0, "cpu"), 64, writer)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def open_pretrained(open_data: Path) -> PretrainedWorldModel:
+    """A tiny world model with a termination head pretrained on ``open_data``."""
+    dataset = load_dataset(open_data)
+    torch.manual_seed(0)
+    model = WorldModel(4, 2, world_model_config("tiny", termination_head=True))
+    trainer = pretrain(model, dataset, 200, WMTrainConfig(horizon=8, batch_size=64), seed=0)
+    return PretrainedWorldModel.from_trainer(
+        trainer, {"path": dataset.path, "dataset_transitions": dataset.num_transitions}
+    )
+
+
 class ScriptedEnv:
     """obs = 0, reward 1. Env 0 truncates and env 1 terminates at step 1; env 3 terminates at step 3."""
 
@@ -95,6 +120,88 @@ class ScriptedEnv:
         truncated = torch.tensor([t == 1, False, False, False])
         terminated = torch.tensor([False, t == 1, False, t == 3])
         return obs, torch.ones(4), terminated, truncated, {"obs_before_reset": obs}
+
+
+def constant_model(termination_probability: float | None) -> WorldModel:
+    """A 1-d tiny world model with reward 1 everywhere and, unless None, a termination head that predicts
+    ``termination_probability`` everywhere."""
+    model = WorldModel(1, 1, world_model_config("tiny", termination_head=termination_probability is not None))
+    with torch.no_grad():
+        model.reward_head[-1].bias.fill_(1.0)
+        if termination_probability is not None:
+            model.termination_head[-1].weight.zero_()
+            p = termination_probability
+            model.termination_head[-1].bias.fill_(float(np.log(p / (1 - p))))
+    return model
+
+
+def constant_dataset(length: int = 8) -> EpisodeDataset:
+    """One episode of ``length`` transitions, obs = action = reward = 0, as a 1-d dataset."""
+    rows = length + 1
+    zeros = np.zeros((rows, 1), np.float32)
+    return EpisodeDataset(
+        obs=zeros,
+        action=zeros,
+        action_raw=zeros,
+        reward=np.zeros(rows, np.float32),
+        epoch=np.zeros(rows, np.int64),
+        episode_id=np.zeros(1, np.int64),
+        episode_start=np.zeros(1, np.int64),
+        episode_length=np.array([length]),
+        episode_terminated=np.zeros(1, bool),
+        episode_truncated=np.ones(1, bool),
+        info={"obs_dim": 1, "act_dim": 1},
+        would_terminate=np.zeros(rows, bool),
+    )
+
+
+@pytest.mark.parametrize(
+    ("probability", "termination", "expected_loss", "expected_target", "expected_ended"),
+    [
+        # gamma = 0.5, H = 4, reward 1, V = 2, p the head's constant termination probability, c_h = (1-p)^h:
+        # J = sum_h (gamma (1-p))^h + gamma * gamma^4 (1-p)^4 V; loss = -J / H.
+        (0.25, True, -(1.568359375 + 0.03125 * 0.31640625 * 2) / 4, 2.0, 1 - 0.75**4),
+        # p > 0.5 is an end for the critic: V' = 0, every TD(lambda) target is the reward 1.
+        (0.75, True, -(1.142578125 + 0.03125 * 0.25**4 * 2) / 4, 1.0, 1 - 0.25**4),
+        (0.75, False, -(1.875 + 0.03125 * 2) / 4, 2.0, None),  # termination off: the head is ignored
+        (None, True, -(1.875 + 0.03125 * 2) / 4, 2.0, None),  # no head: a warning, returns not ended
+    ],
+)
+def test_offline_imagined_returns_end_with_the_termination_head_by_hand(
+    probability: float | None,
+    termination: bool,
+    expected_loss: float,
+    expected_target: float,
+    expected_ended: float | None,
+) -> None:
+    config = PWMConfig(
+        mode="offline",
+        horizon=4,
+        gamma=0.5,
+        lam=0.5,
+        batch_size=4,
+        actor_hidden=(8,),
+        critic_hidden=(8,),
+        ret_rms=False,
+        critic_iterations=1,
+        termination=termination,
+        diagnostics_interval=0,
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pwm = PWM(ScriptedEnv(), config, 0, untrained(constant_model(probability)), constant_dataset())
+    assert bool(caught) == (probability is None and termination)
+    for member in pwm.critic.members:
+        with torch.no_grad():
+            member[-1].weight.zero_()
+            member[-1].bias.fill_(2.0)
+    metrics = pwm.train_iteration()
+    assert metrics["actor_loss"] == pytest.approx(expected_loss)
+    assert metrics["imagined_return"] == pytest.approx(-4 * expected_loss)
+    assert metrics["value_target_mean"] == pytest.approx(expected_target)
+    assert metrics.get("imagined_termination") == (
+        None if expected_ended is None else pytest.approx(expected_ended)
+    )
 
 
 @pytest.mark.parametrize(("exponent", "expected_loss"), [("H+1", -10.8125 / 16), ("H", -11.375 / 16)])
@@ -227,14 +334,22 @@ def test_data_env_steps_count_each_dataset_once(toy_data: Path, pretrained: Pret
 
 
 def toy_learning(
-    mode: str, seed: int, iterations: int, toy_data: Path, pretrained: PretrainedWorldModel
+    mode: str,
+    seed: int,
+    iterations: int,
+    toy_data: Path,
+    pretrained: PretrainedWorldModel,
+    env_options: dict[str, Any] | None = None,
+    **changes: Any,
 ) -> tuple[float, float]:
-    """Deterministic evaluation return (16 episodes) of a PWM actor on the toy env before and after
-    ``iterations`` iterations from the pretrained tiny model."""
+    """Deterministic evaluation return (16 episodes) of a PWM actor on the toy env (``env_options``; early
+    termination on) before and after ``iterations`` iterations from the pretrained tiny model."""
     torch.manual_seed(seed)
-    config = replace(TINY, mode=mode, max_epochs=iterations, diagnostics_interval=0)
-    pwm = PWM(make_toy_env(num_envs=32, seed=seed), config, seed, pretrained, load_dataset(toy_data))
-    eval_env = make_toy_env(num_envs=16, seed=100 + seed)
+    config = replace(TINY, mode=mode, max_epochs=iterations, diagnostics_interval=0, **changes)
+    env_options = env_options or {}
+    env = make_toy_env(num_envs=32, seed=seed, **env_options)
+    pwm = PWM(env, config, seed, pretrained, load_dataset(toy_data))
+    eval_env = make_toy_env(num_envs=16, seed=100 + seed, **env_options)
 
     def score() -> float:
         return float(evaluate(eval_env, lambda obs: pwm.act(obs)).returns.mean())
@@ -258,6 +373,17 @@ def test_online_pwm_improves_return_on_toy_env_over_seeds(
     # saturating at 7.7 while the model's actor gradient turns away from the simulator's (cosine 0.8-1.0 at
     # iteration 0, -0.96 to -0.05 at 40), so there is no offline learning test; its start states are tested.
     results = [toy_learning("online", seed, 100, toy_data, pretrained) for seed in range(5)]
+    improved = sum(after > before + 50 for before, after in results)
+    assert float(np.median([after for _, after in results])) > 100 and improved >= 4, results
+
+
+@pytest.mark.slow
+def test_offline_pwm_improves_return_on_toy_env_over_seeds(
+    open_data: Path, open_pretrained: PretrainedWorldModel
+) -> None:
+    # Offline (our extension): frozen model, dataset start states, imagined returns ended by the termination
+    # head. MEASURED_OFFLINE
+    results = [toy_learning("offline", s, 100, open_data, open_pretrained, batch_size=128) for s in range(5)]
     improved = sum(after > before + 50 for before, after in results)
     assert float(np.median([after for _, after in results])) > 100 and improved >= 4, results
 
