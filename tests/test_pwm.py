@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import warnings
 from dataclasses import replace
@@ -388,6 +389,36 @@ def test_offline_pwm_improves_return_on_toy_env_over_seeds(
     assert float(np.median([after for _, after in results])) > 100 and improved >= 4, results
 
 
+def test_stopping_rule_restores_the_last_passing_actor_and_stops(
+    open_data: Path, open_pretrained: PretrainedWorldModel
+) -> None:
+    config = replace(TINY, mode="offline", guard_gap=1.0, diagnostics_interval=1)
+    pwm = PWM(make_toy_env(num_envs=8), config, 0, open_pretrained, load_dataset(open_data))
+    gaps = iter([0.3, 0.8, 2.0])  # growth over the first: 0, 0.5 (passes), 1.7 (> 1: fails), then any
+    pwm.diagnostics = lambda: {"diag/episodic_gap": next(gaps, 0.0)}
+    history, actors = [], []
+    for _ in range(3):
+        actors.append(copy.deepcopy(pwm.actor.state_dict()))
+        history.append(pwm.train_iteration())
+    assert [m["guard_stopped"] for m in history] == [0.0, 0.0, 1.0]
+    assert [m["guard_gap_growth"] for m in history] == pytest.approx([0.0, 0.5, 1.7])
+    assert history[-1]["guard_env_steps"] == 3 * config.horizon * 8  # the diagnostics' simulator steps
+    assert "actor_loss" in history[1] and "actor_loss" not in history[2]
+    # Back to the actor checked at iteration 1 (the last that passed), and it stays there.
+    assert all(torch.equal(v, pwm.actor.state_dict()[k]) for k, v in actors[1].items())
+    state = pwm.state_dict()
+    metrics = pwm.train_iteration()
+    assert (
+        metrics["guard_stopped"] == 1.0 and "actor_loss" not in metrics and "guard_gap_growth" not in metrics
+    )
+    assert all(torch.equal(v, pwm.actor.state_dict()[k]) for k, v in actors[1].items())
+    resumed = PWM(make_toy_env(num_envs=8), config, 1, open_pretrained, load_dataset(open_data))
+    resumed.load_state_dict(state)
+    assert resumed.mode.guard.stopped and resumed.train_iteration()["guard_stopped"] == 1.0
+    with pytest.raises(ValueError, match="guard_gap"):
+        replace(TINY, mode="offline", guard_gap=1.0, diagnostics_interval=0)
+
+
 def test_fresh_model_collects_until_the_replay_can_sample() -> None:
     model_training = WMTrainConfig(horizon=4, batch_size=8)
     config = replace(
@@ -472,8 +503,12 @@ def test_cpu_presets_use_the_small_world_model_and_paper_the_paper_size() -> Non
         for preset, size in (("cpu", "small"), ("paper", "single")):
             settings = resolve_settings("pwm", "ant", preset, variant)
             assert PWMConfig.from_dict(settings["algo"]).world_model == world_model_config(size)
-    assert pretrain_settings("cpu", "ant").world_model == world_model_config("small")
-    assert pretrain_settings("paper", "ant").world_model == world_model_config("single")
+    # Pretraining adds the termination head (our extension; PWM ignores it online).
+    assert pretrain_settings("cpu", "ant").world_model == world_model_config("small", termination_head=True)
+    assert pretrain_settings("paper", "ant").world_model == world_model_config(
+        "single", termination_head=True
+    )
+    assert not pretrain_settings("cpu", "ant", termination_head=False).world_model.termination_head
 
 
 def episode(length: int, tag: float, obs_dim: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
