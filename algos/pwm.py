@@ -191,6 +191,9 @@ class Online:
     def check_guard(self, diagnostics: dict[str, float]) -> dict[str, float]:
         return {}
 
+    def stopped(self) -> bool:
+        return False
+
     def update_world_model(self) -> dict[str, float]:
         """Fine-tune on replay batches; the first time, without a pretrained model, longer."""
         pwm, cfg = self.pwm, self.pwm.config
@@ -298,7 +301,7 @@ class Offline:
         return torch.from_numpy(starts).to(pwm.device)
 
     def can_learn(self) -> bool:
-        return self.guard is None or not self.guard.stopped
+        return not self.stopped()
 
     def env_step(self, obs: torch.Tensor, action: torch.Tensor, action_raw: torch.Tensor) -> None:
         return None
@@ -308,6 +311,10 @@ class Offline:
 
     def stats(self) -> dict[str, float]:
         return {"guard_stopped": float(self.guard.stopped)} if self.guard is not None else {}
+
+    def stopped(self) -> bool:
+        """The stopping rule has stopped learning."""
+        return self.guard is not None and self.guard.stopped
 
     def check_guard(self, diagnostics: dict[str, float]) -> dict[str, float]:
         """The stopping rule's check at a diagnostics point (none after it stopped)."""
@@ -417,7 +424,8 @@ class PWM(ActorCriticLearner):
     def train_iteration(self) -> dict[str, float]:
         """One PWM iteration: imagined window, actor step, critic fit, (online) model fine-tuning."""
         interval = self.config.diagnostics_interval
-        diagnostics = self.diagnostics() if interval and self.iteration % interval == 0 else {}
+        due = interval and self.iteration % interval == 0 and not self.mode.stopped()
+        diagnostics = self.diagnostics() if due else {}  # a stopped run's actor no longer changes
         if diagnostics:
             diagnostics.update(self.mode.check_guard(diagnostics))
         lrs = self.learning_rates(model_lr=(self.wm_trainer.optimizer, self.config.model_training.lr))

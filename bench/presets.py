@@ -144,6 +144,7 @@ def _budget(algo: str, variant: str, config: Any, num_envs: int, preset: str) ->
                 world_model=world_model_config("tiny"),
                 model_training=WMTrainConfig(horizon=8, batch_size=16),
                 wm_bootstrap_steps=4,
+                batch_size=None,  # offline start states: the 4 envs' worth
             )
         return config, 4
     return config, num_envs
