@@ -382,8 +382,11 @@ def test_online_pwm_improves_return_on_toy_env_over_seeds(
 def test_offline_pwm_improves_return_on_toy_env_over_seeds(
     open_data: Path, open_pretrained: PretrainedWorldModel
 ) -> None:
-    # Offline (our extension): frozen model, dataset start states, imagined returns ended by the termination
-    # head. MEASURED_OFFLINE
+    # Offline (our extension): frozen model, 128 dataset start states, imagined returns ended by the
+    # termination head, data recorded with early termination off (as the pipeline records it). Measured on an
+    # AMD EPYC at 100 iterations, seeds 0-4 (before -> after): -13.2 -> 132.8, 16.8 -> 123.5, -12.4 -> 138.0,
+    # 31.0 -> 130.4, -33.2 -> 25.2: all 5 improve by more than 50, 4 end above 100. With data recorded with
+    # early termination on and no head, 0 of 10 seeds improved (issue 10).
     results = [toy_learning("offline", s, 100, open_data, open_pretrained, batch_size=128) for s in range(5)]
     improved = sum(after > before + 50 for before, after in results)
     assert float(np.median([after for _, after in results])) > 100 and improved >= 4, results
