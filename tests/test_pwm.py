@@ -369,10 +369,11 @@ def test_online_pwm_improves_return_on_toy_env_over_seeds(
     # The optimum is about 2.3 per step over 64 steps (~140). Measured on an AMD EPYC at 100 iterations,
     # seeds 0-9: all 10 improve by more than 50 (before -26 to 71, after 137-143 except seed 7: 98.4), 9 of
     # 10 end above 100. At the former 30 iterations 4 of 10 seeds cleared the bar (issue 10).
-    # Offline PWM on this toy data does not improve the real return (seeds 0, 1 at 100 iterations: 70.6 ->
-    # 16.0, -26.4 -> 10.6; issue 10: 0 of 10): its diagnostics (seeds 0-4) show the imagined 8-step return
-    # saturating at 7.7 while the model's actor gradient turns away from the simulator's (cosine 0.8-1.0 at
-    # iteration 0, -0.96 to -0.05 at 40), so there is no offline learning test; its start states are tested.
+    # Offline PWM on this toy data (early termination on: no state beyond the band) does not improve the real
+    # return (seeds 0, 1 at 100 iterations: 70.6 -> 16.0, -26.4 -> 10.6; issue 10: 0 of 10): its diagnostics
+    # (seeds 0-4) show the imagined 8-step return saturating at 7.7 while the model's actor gradient turns
+    # away from the simulator's (cosine 0.8-1.0 at iteration 0, -0.96 to -0.05 at 40). The offline learning
+    # test below uses data recorded with early termination off and the termination head.
     results = [toy_learning("online", seed, 100, toy_data, pretrained) for seed in range(5)]
     improved = sum(after > before + 50 for before, after in results)
     assert float(np.median([after for _, after in results])) > 100 and improved >= 4, results
