@@ -15,6 +15,9 @@ the observation s_j and, for j >= 1, the transition s_{j-1} -> s_j that led to i
     action_raw   float32 [R, act_dim]   pre-tanh sample of the actor (NaN in row 0)
     reward       float32 [R]            env reward (NaN in row 0)
     epoch        int64   [R]            training iteration that produced the row
+    would_terminate  bool [R]           the env's termination condition at s_j (False in row 0), recorded
+                                        even when early termination was off and the episode went on;
+                                        optional: datasets written before it existed lack it (None)
     episode_id, episode_length (T), episode_terminated, episode_truncated: one entry per episode [E]
 
 Files are written atomically (temporary file + ``os.replace``), the index after its chunk, so a crash never
@@ -51,6 +54,8 @@ class Episode:
     epoch: np.ndarray
     terminated: bool
     truncated: bool
+    would_terminate: np.ndarray | None = None
+    """[T + 1] bool (see the module docstring); None when the env did not report it."""
 
     @property
     def length(self) -> int:
@@ -75,8 +80,10 @@ class EpisodeRecorder:
         terminated: torch.Tensor,
         truncated: torch.Tensor,
         epoch: int,
+        would_terminate: torch.Tensor | None = None,
     ) -> None:
-        """Record one env step: ``obs`` before it, ``next_obs`` = ``info["obs_before_reset"]`` after it."""
+        """Record one env step: ``obs`` before it, ``next_obs`` = ``info["obs_before_reset"]`` after it,
+        ``would_terminate`` = ``info.get("would_terminate")`` (None: the env does not report it)."""
 
         def host(x: torch.Tensor) -> np.ndarray:
             return x.detach().to("cpu", torch.float32).numpy()
@@ -84,11 +91,13 @@ class EpisodeRecorder:
         obs_np, next_np, act_np, raw_np, rew_np = map(host, (obs, next_obs, action, action_raw, reward))
         term_np = terminated.cpu().numpy()
         trunc_np = truncated.cpu().numpy()
+        would_np = would_terminate.cpu().numpy() if would_terminate is not None else None
         no_action = np.full(act_np.shape[1], np.nan, dtype=np.float32)
         for i, rows in enumerate(self._partial):
             if not rows:
-                rows.append((obs_np[i], no_action, no_action, np.float32(np.nan), epoch))
-            rows.append((next_np[i], act_np[i], raw_np[i], rew_np[i], epoch))
+                rows.append((obs_np[i], no_action, no_action, np.float32(np.nan), epoch, False))
+            would = bool(would_np[i]) if would_np is not None else None
+            rows.append((next_np[i], act_np[i], raw_np[i], rew_np[i], epoch, would))
             if term_np[i] or trunc_np[i]:
                 self._finished.append(_assemble(rows, bool(term_np[i]), bool(trunc_np[i])))
                 self._partial[i] = []
@@ -111,7 +120,8 @@ class EpisodeRecorder:
 
 
 def _assemble(rows: list[tuple[np.ndarray, ...]], terminated: bool, truncated: bool) -> Episode:
-    obs, action, action_raw, reward, epoch = zip(*rows, strict=True)
+    obs, action, action_raw, reward, epoch, would = zip(*rows, strict=True)
+    known = all(flag is not None for flag in would[1:])
     return Episode(
         obs=np.stack(obs),
         action=np.stack(action),
@@ -120,6 +130,7 @@ def _assemble(rows: list[tuple[np.ndarray, ...]], terminated: bool, truncated: b
         epoch=np.asarray(epoch, dtype=np.int64),
         terminated=terminated,
         truncated=truncated,
+        would_terminate=np.asarray(would, dtype=bool) if known else None,
     )
 
 
@@ -159,6 +170,8 @@ class DatasetWriter:
             return
         first_id = self.index["num_episodes"]
         arrays = {name: np.concatenate([getattr(ep, name) for ep in episodes]) for name in ROW_FIELDS}
+        if all(ep.would_terminate is not None for ep in episodes):
+            arrays["would_terminate"] = np.concatenate([ep.would_terminate for ep in episodes])
         arrays["episode_id"] = np.arange(first_id, first_id + len(episodes), dtype=np.int64)
         arrays["episode_length"] = np.array([ep.length for ep in episodes], dtype=np.int64)
         arrays["episode_terminated"] = np.array([ep.terminated for ep in episodes], dtype=bool)
@@ -217,6 +230,8 @@ class EpisodeDataset:
     """The parsed ``dataset.json``."""
     path: str | None = None
     """The resolved directory it was loaded from (None: built in memory); identifies the data source."""
+    would_terminate: np.ndarray | None = None
+    """[R] bool: the env's termination condition per row; None if any chunk lacks it (older datasets)."""
 
     @property
     def num_episodes(self) -> int:
@@ -225,6 +240,51 @@ class EpisodeDataset:
     @property
     def num_transitions(self) -> int:
         return int(self.episode_length.sum())
+
+    def episodes(self, keep: np.ndarray) -> EpisodeDataset:
+        """The dataset of the episodes at positions ``keep`` (sorted: the dataset's order is kept)."""
+        keep = np.sort(np.asarray(keep, dtype=np.int64))
+        lengths, starts = self.episode_length[keep], self.episode_start[keep]
+        rows = np.concatenate(
+            [np.zeros(0, np.int64)] + [np.arange(s, s + n + 1) for s, n in zip(starts, lengths, strict=True)]
+        )
+        return EpisodeDataset(
+            obs=self.obs[rows],
+            action=self.action[rows],
+            action_raw=self.action_raw[rows],
+            reward=self.reward[rows],
+            epoch=self.epoch[rows],
+            episode_id=self.episode_id[keep],
+            episode_start=np.concatenate([[0], np.cumsum(lengths + 1)[:-1]]).astype(np.int64),
+            episode_length=lengths,
+            episode_terminated=self.episode_terminated[keep],
+            episode_truncated=self.episode_truncated[keep],
+            info=self.info,
+            path=self.path,
+            would_terminate=self.would_terminate[rows] if self.would_terminate is not None else None,
+        )
+
+
+def split_heldout(
+    dataset: EpisodeDataset, fraction: float, seed: int
+) -> tuple[EpisodeDataset, EpisodeDataset | None]:
+    """(training episodes, held-out episodes): a random ``fraction`` of whole episodes, a function of the
+    dataset and ``seed`` only, held out for the world model's prediction-error diagnostics. At least one
+    episode stays in training; ``fraction`` 0 or a one-episode dataset: (dataset, None)."""
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"heldout fraction must be in [0, 1), got {fraction}")
+    count = min(int(round(fraction * dataset.num_episodes)), dataset.num_episodes - 1)
+    if count <= 0:
+        return dataset, None
+    order = np.random.default_rng([seed, 2]).permutation(dataset.num_episodes)
+    return dataset.episodes(order[count:]), dataset.episodes(order[:count])
+
+
+def heldout_by_ids(dataset: EpisodeDataset, ids: list[int]) -> EpisodeDataset | None:
+    """The episodes of ``dataset`` whose ids are ``ids`` (a world model's recorded held-out split; None if
+    ``ids`` is empty or none of them is present)."""
+    keep = np.flatnonzero(np.isin(dataset.episode_id, np.asarray(ids, dtype=np.int64)))
+    return dataset.episodes(keep) if len(keep) else None
 
 
 def load_dataset(directory: str | Path) -> EpisodeDataset:
@@ -250,7 +310,10 @@ def load_dataset(directory: str | Path) -> EpisodeDataset:
             "episode_length": [np.zeros(0, np.int64)],
             "episode_terminated": [np.zeros(0, bool)],
             "episode_truncated": [np.zeros(0, bool)],
+            "would_terminate": [np.zeros(0, bool)],
         }
+    if len(parts.get("would_terminate", ())) != len(parts["obs"]):  # recorded before the column existed
+        parts.pop("would_terminate", None)
     arrays = {name: np.concatenate(values) for name, values in parts.items()}
     rows = arrays["episode_length"] + 1
     start = np.concatenate([[0], np.cumsum(rows)[:-1]]).astype(np.int64)
@@ -263,8 +326,9 @@ def sample_subtrajectories(
     """Uniformly sample ``batch_size`` windows of ``horizon + 1`` observations inside single episodes.
 
     Returns obs [B, H+1, obs_dim] (s_0..s_H), action / action_raw [B, H, act_dim] and reward [B, H] of the
-    transitions s_t -> s_{t+1}, and terminated [B, H] (True on the transition that ended a terminated
-    episode). Windows never cross an episode boundary.
+    transitions s_t -> s_{t+1}, terminated [B, H] (True on the transition that ended a terminated
+    episode) and, if the dataset records it, would_terminate [B, H] (the termination condition at s_{t+1}).
+    Windows never cross an episode boundary.
     """
     starts_per_episode = np.maximum(dataset.episode_length - horizon + 1, 0)
     total = int(starts_per_episode.sum())
@@ -279,10 +343,13 @@ def sample_subtrajectories(
     transition_rows = rows[:, 1:]
     last_row = dataset.episode_start[episode] + dataset.episode_length[episode]
     terminated = (transition_rows == last_row[:, None]) & dataset.episode_terminated[episode][:, None]
-    return {
+    batch = {
         "obs": dataset.obs[rows],
         "action": dataset.action[transition_rows],
         "action_raw": dataset.action_raw[transition_rows],
         "reward": dataset.reward[transition_rows],
         "terminated": terminated,
     }
+    if dataset.would_terminate is not None:
+        batch["would_terminate"] = dataset.would_terminate[transition_rows]
+    return batch

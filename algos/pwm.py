@@ -22,7 +22,20 @@ Modes (``PWMConfig.mode``; each a small strategy object, :class:`Online` and :cl
   on every batch. Until the replay holds an episode of H transitions, a model that was not pretrained only
   collects data.
 - ``offline``: the pretrained world model is frozen (no optimiser step, no gradient into its parameters);
-  start states are first observations of sub-trajectories sampled from the dataset; no env steps.
+  start states are first observations of ``batch_size`` (512) sub-trajectories sampled from the dataset; no
+  env steps. Our extensions beyond the reference, which never ran single-task offline (each switchable, so
+  that its effect can be measured; README "PWM"):
+  - ``termination``: a model with a termination head (TD-MPC2's, trained on the dataset's
+    ``would_terminate`` flags) ends imagined returns: with p_h = sigmoid(T(z_{h+1})) and the continuation
+    c_0 = 1, c_{h+1} = c_h (1 - p_h), J = sum_h gamma^h c_h r̂_h + gamma^(m+1) c_H V(z_H) (the expected
+    return under the head, differentiable, so the actor is pushed away from predicted terminations); the
+    critic's TD(lambda) targets treat p_h > 0.5 as a termination (V' = 0; TD-MPC2's planner threshold).
+    After a termination the return counts 0 in the model's reward units, as the online driver does.
+  - ``guard_gap``: a stopping rule on the diagnostics (needs ``diagnostics_interval``): when the gap between
+    the imagined H-step return (whole window, termination-weighted) and the real episodic one from the same
+    start states grows by more than ``guard_gap`` over its value at iteration 0, the actor and critics go
+    back to those of the last diagnostics point that passed and learning stops (the remaining iterations
+    only log). Its simulator steps are counted (``guard_env_steps``).
 
 Inputs are objects, not paths: ``PWM(env, config, seed, world_model=load_world_model(path),
 dataset=load_dataset(directory))``. A pretrained world model brings its own architecture
@@ -32,6 +45,8 @@ published per-env settings are in ``bench.presets``.
 
 from __future__ import annotations
 
+import copy
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,9 +54,16 @@ import numpy as np
 import torch
 
 from algos.critic import td_lambda_targets
-from algos.dataset import EpisodeDataset, EpisodeRecorder, sample_subtrajectories
+from algos.dataset import EpisodeDataset, EpisodeRecorder, heldout_by_ids, sample_subtrajectories
 from algos.normalizers import normalized_actor_loss
-from algos.pwm_diagnostics import diagnose, policy_noise, reset_snapshot
+from algos.pwm_diagnostics import (
+    HELDOUT_WINDOWS,
+    diagnose,
+    heldout_errors,
+    heldout_windows,
+    policy_noise,
+    reset_snapshot,
+)
 from algos.replay import EpisodeReplay
 from algos.training import ActorCriticConfig, ActorCriticLearner, WindowLoss
 from algos.wm_training import PretrainedWorldModel, WMTrainConfig, WorldModelTrainer, select_episodes
@@ -68,8 +90,15 @@ class PWMConfig(ActorCriticConfig):
     """Passes over the imagined latents when fitting the critics."""
     mode: str = "online"
     """online (real env in lockstep, world model fine-tuned) or offline (frozen model, dataset starts)."""
-    batch_size: int | None = None
-    """Offline start states per iteration (None: the env's num_envs); online always uses the env batch."""
+    batch_size: int | None = 512
+    """Offline start states per iteration (the reference's offline batch; None: the env's num_envs); online
+    always uses the env batch."""
+    termination: bool = True
+    """Offline: end imagined returns with the world model's termination head (our extension; a model
+    without one runs without, with a warning)."""
+    guard_gap: float | None = None
+    """Offline stopping rule (our extension): the growth of the diagnostics' imagined-minus-real return gap
+    (model units) that stops learning and restores the last passing actor and critics; None: off."""
     detach: bool = True
     """Feed the actor stop-gradient latents (the reference's setting in every released config)."""
     bootstrap_exponent: str = "H+1"
@@ -101,6 +130,12 @@ class PWMConfig(ActorCriticConfig):
             raise ValueError(f"diagnostics_interval must be >= 0, got {self.diagnostics_interval}")
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1 or null, got {self.batch_size}")
+        if self.guard_gap is not None and (
+            self.guard_gap <= 0 or not self.diagnostics_interval or self.mode != "offline"
+        ):
+            raise ValueError(
+                "guard_gap must be > 0, offline, with diagnostics_interval > 0 (it reads diag/*)"
+            )
 
 
 class Online:
@@ -138,11 +173,10 @@ class Online:
         action, action_raw = action.detach(), action_raw.detach()
         next_obs, reward, terminated, truncated, info = pwm.env.step(action)
         final_obs = info["obs_before_reset"]
+        extra = (pwm.iteration, info.get("would_terminate"))
         for recorder in (self.collector, pwm.recorder):
             if recorder is not None:
-                recorder.add_step(
-                    obs, action, action_raw, reward, final_obs, terminated, truncated, pwm.iteration
-                )
+                recorder.add_step(obs, action, action_raw, reward, final_obs, terminated, truncated, *extra)
         done = terminated | truncated
         pwm.episodes.add(reward, done, info)
         return next_obs, terminated, done
@@ -153,6 +187,12 @@ class Online:
 
     def stats(self) -> dict[str, float]:
         return {"replay_episodes": float(self.replay.num_episodes)}
+
+    def check_guard(self, diagnostics: dict[str, float]) -> dict[str, float]:
+        return {}
+
+    def stopped(self) -> bool:
+        return False
 
     def update_world_model(self) -> dict[str, float]:
         """Fine-tune on replay batches; the first time, without a pretrained model, longer."""
@@ -186,18 +226,70 @@ class Online:
         self.pwm.env.load_state_dict(state["env"])
 
 
+class GapGuard:
+    """The offline stopping rule (module docstring, ``PWMConfig.guard_gap``): compares each diagnostics
+    point's ``diag/episodic_gap`` with the first one's; keeps the actor and critics of the last point that
+    passed, restores them when one fails, and stops learning."""
+
+    def __init__(self, pwm: PWM, threshold: float) -> None:
+        self.pwm, self.threshold = pwm, threshold
+        self.baseline: float | None = None
+        self.snapshot: dict[str, Any] | None = None
+        self.stopped = False
+        self.env_steps = 0
+
+    def check(self, diagnostics: dict[str, float]) -> dict[str, float]:
+        pwm = self.pwm
+        gap = diagnostics["diag/episodic_gap"]
+        self.env_steps += pwm.config.horizon * pwm.env.num_envs
+        if self.baseline is None:
+            self.baseline = gap
+        growth = gap - self.baseline
+        if growth > self.threshold and self.snapshot is not None:
+            pwm.actor.load_state_dict(self.snapshot["actor"])
+            pwm.critic.load_state_dict(self.snapshot["critic"])
+            self.stopped = True
+        else:
+            self.snapshot = {
+                "actor": copy.deepcopy(pwm.actor.state_dict()),
+                "critic": copy.deepcopy(pwm.critic.state_dict()),
+            }
+        return {"guard_gap_growth": growth, "guard_env_steps": float(self.env_steps)}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "baseline": self.baseline,
+            "snapshot": self.snapshot,
+            "stopped": self.stopped,
+            "env_steps": self.env_steps,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.baseline, self.snapshot = state["baseline"], state["snapshot"]
+        self.stopped, self.env_steps = state["stopped"], state["env_steps"]
+
+
 class Offline:
-    """The pretrained world model is frozen; start states are sampled from the dataset; no env steps."""
+    """The pretrained world model is frozen; start states are sampled from the dataset; no env steps;
+    optionally (our extensions) imagined terminations and the stopping rule."""
 
     def __init__(self, pwm: PWM, dataset: EpisodeDataset | None) -> None:
         if not pwm.wm_trained or dataset is None:
             raise ValueError("offline mode needs a pretrained world_model and a dataset")
-        horizon = pwm.config.horizon
-        if not (dataset.episode_length >= horizon).any():
-            raise ValueError(f"dataset {dataset.path} has no episode of {horizon} transitions")
+        cfg = pwm.config
+        if not (dataset.episode_length >= cfg.horizon).any():
+            raise ValueError(f"dataset {dataset.path} has no episode of {cfg.horizon} transitions")
         self.pwm = pwm
         self.dataset = dataset
         pwm.world_model.requires_grad_(False)
+        self.termination = cfg.termination and pwm.world_model.termination_head is not None
+        if cfg.termination and not self.termination:
+            warnings.warn(
+                "offline PWM: the world model has no termination head (pretrained without one, or on a "
+                "dataset that records no would_terminate flags); imagined returns are not ended",
+                stacklevel=3,
+            )
+        self.guard = GapGuard(pwm, cfg.guard_gap) if cfg.guard_gap is not None else None
 
     def env_steps_per_iteration(self) -> int:
         return 0
@@ -209,7 +301,7 @@ class Offline:
         return torch.from_numpy(starts).to(pwm.device)
 
     def can_learn(self) -> bool:
-        return True
+        return not self.stopped()
 
     def env_step(self, obs: torch.Tensor, action: torch.Tensor, action_raw: torch.Tensor) -> None:
         return None
@@ -218,16 +310,28 @@ class Offline:
         pass
 
     def stats(self) -> dict[str, float]:
-        return {}
+        return {"guard_stopped": float(self.guard.stopped)} if self.guard is not None else {}
+
+    def stopped(self) -> bool:
+        """The stopping rule has stopped learning."""
+        return self.guard is not None and self.guard.stopped
+
+    def check_guard(self, diagnostics: dict[str, float]) -> dict[str, float]:
+        """The stopping rule's check at a diagnostics point (none after it stopped)."""
+        if self.guard is None or self.guard.stopped:
+            return {}
+        return self.guard.check(diagnostics)
 
     def update_world_model(self) -> dict[str, float]:
         return {}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"replay": None, "collector": None, "env": None}
+        guard = self.guard.state_dict() if self.guard is not None else None
+        return {"replay": None, "collector": None, "env": None, "guard": guard}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        pass
+        if self.guard is not None:
+            self.guard.load_state_dict(state["guard"])
 
 
 class PWM(ActorCriticLearner):
@@ -271,6 +375,20 @@ class PWM(ActorCriticLearner):
             self.diagnostics_noise = policy_noise(
                 config.horizon, env.num_envs, env.act_dim, seed, self.device
             )
+        self.heldout = self._heldout_windows(world_model, dataset) if config.diagnostics_interval else None
+        """Fixed windows of the episodes the pretrained model was not trained on (None: no recorded split)."""
+
+    def _heldout_windows(
+        self, pretrained: PretrainedWorldModel | None, dataset: EpisodeDataset | None
+    ) -> dict[str, torch.Tensor] | None:
+        """The held-out episodes recorded in ``pretrained``'s data, when ``dataset`` is the one it was
+        pretrained on: fixed windows of H transitions for :func:`algos.pwm_diagnostics.heldout_errors`."""
+        if pretrained is None or dataset is None or dataset.path != pretrained.data.get("path"):
+            return None
+        heldout = heldout_by_ids(dataset, pretrained.data.get("heldout_episodes", []))
+        if heldout is None:
+            return None
+        return heldout_windows(heldout, self.config.horizon, HELDOUT_WINDOWS, self.device)
 
     def _world_model_trainer(self, pretrained: PretrainedWorldModel | None, seed: int) -> WorldModelTrainer:
         env, train_config = self.env, self.config.model_training
@@ -306,12 +424,17 @@ class PWM(ActorCriticLearner):
     def train_iteration(self) -> dict[str, float]:
         """One PWM iteration: imagined window, actor step, critic fit, (online) model fine-tuning."""
         interval = self.config.diagnostics_interval
-        diagnostics = self.diagnostics() if interval and self.iteration % interval == 0 else {}
+        due = interval and self.iteration % interval == 0 and not self.mode.stopped()
+        diagnostics = self.diagnostics() if due else {}  # a stopped run's actor no longer changes
+        if diagnostics:
+            diagnostics.update(self.mode.check_guard(diagnostics))
         lrs = self.learning_rates(model_lr=(self.wm_trainer.optimizer, self.config.model_training.lr))
         learn = self.mode.can_learn()
-        with torch.set_grad_enabled(learn):
-            window = self.imagine(self.mode.start_states())
-        metrics = dict(window["stats"])
+        metrics: dict[str, float] = {}
+        if learn or self.mode.env_steps_per_iteration():  # offline after the stopping rule: nothing to do
+            with torch.set_grad_enabled(learn):
+                window = self.imagine(self.mode.start_states())
+            metrics.update(window["stats"])
         if learn:
             metrics.update(self.actor_step(window["actor_loss"], self.iteration))
             metrics.update(self.critic_update(window["latents"], window["targets"], self.generator))
@@ -326,9 +449,10 @@ class PWM(ActorCriticLearner):
         return metrics
 
     def diagnostics(self) -> dict[str, float]:
-        """``diag/*`` metrics of the current actor, critic and model (:func:`algos.pwm_diagnostics.diagnose`);
-        touches no training state or random stream (the env is restored)."""
-        return diagnose(
+        """``diag/*`` metrics of the current actor, critic and model (:func:`algos.pwm_diagnostics.diagnose`),
+        and the model's errors on the held-out windows of its dataset (:func:`~algos.pwm_diagnostics.
+        heldout_errors`); touches no training state or random stream (the env is restored)."""
+        metrics = diagnose(
             self.env,
             self.diagnostics_start,
             self.world_model,
@@ -338,7 +462,19 @@ class PWM(ActorCriticLearner):
             self.diagnostics_noise,
             self.config.gamma,
             self.config.detach,
+            termination=self.imagined_termination,
         )
+        if self.heldout is not None:
+            errors = heldout_errors(
+                self.world_model, self.heldout, self.wm_trainer.rew_rms, self.config.gamma
+            )
+            metrics.update({f"diag/{name}": value for name, value in errors.items()})
+        return metrics
+
+    @property
+    def imagined_termination(self) -> bool:
+        """Imagined returns end with the model's termination head (offline, ``config.termination``)."""
+        return isinstance(self.mode, Offline) and self.mode.termination
 
     # -- one iteration ------------------------------------------------------------------------------
 
@@ -359,6 +495,9 @@ class PWM(ActorCriticLearner):
         final_discount = cfg.gamma if cfg.bootstrap_exponent == "H+1" else 1.0
         terminations = truncations = 0
         real_steps = False
+        use_termination = self.imagined_termination
+        continuation = torch.ones(batch, device=self.device)  # P(no imagined termination before step h)
+        imagined_ends = torch.zeros(batch, dtype=torch.bool, device=self.device)
 
         for h in range(horizon):
             last = h == horizon - 1
@@ -366,23 +505,35 @@ class PWM(ActorCriticLearner):
             action_raw = self.actor.sample(z.detach() if cfg.detach else z, self.generator)
             action = torch.tanh(action_raw)
             z, reward = model.step(z, action)
-            loss.add(reward)
             real = self.mode.env_step(obs, action, action_raw)
             done = terminated = None
+            if use_termination:
+                # The expected return under the head (gradient included); the critic sees p > 0.5 as an end.
+                loss.add(continuation * reward)
+                probability = torch.sigmoid(model.termination_logit(z))
+                continuation = continuation * (1.0 - probability)
+                terminated = probability.detach() > 0.5
+                imagined_ends |= terminated
+                dones[h] = terminated
+            else:
+                loss.add(reward)
             if real is not None:
                 real_steps = True
                 next_obs, terminated, done = real
                 terminations += int(terminated.sum())
                 truncations += int((done & ~terminated).sum())
-            closing = last or (done is not None and bool(done.any()))
+            closing = last or (real is not None and bool(done.any()))
             with torch.set_grad_enabled(torch.is_grad_enabled() and closing):
                 value = self.critic.value(z)
+            bootstrap = continuation * value  # with imagined terminations: weighted by the continuation
             if terminated is not None:
                 value = torch.where(terminated, 0.0, value)
             if closing:
                 ends = torch.ones(batch, dtype=torch.bool, device=self.device) if last else done
-                loss.close(ends, value, final_discount if last else 1.0, last)
-            if done is not None:
+                loss.close(
+                    ends, bootstrap if use_termination else value, final_discount if last else 1.0, last
+                )
+            if real is not None:
                 dones[h] = done
                 if bool(done.any()):
                     with torch.no_grad():
@@ -399,6 +550,12 @@ class PWM(ActorCriticLearner):
         }
         if real_steps:
             stats.update(early_terminations=float(terminations), truncations=float(truncations))
+        if use_termination:
+            stats.update(
+                imagined_termination=float(1.0 - continuation.detach().mean()),
+                imagined_ends=float(imagined_ends.float().mean()),
+            )
+        stats["imagined_return"] = float(-loss.per_env.detach().mean())
         return {
             "actor_loss": normalized_actor_loss(loss.per_env, horizon, self.ret_rms),
             "per_env_loss": loss.per_env,

@@ -15,7 +15,16 @@ is rolled out H steps twice with the same rule a_h = tanh(mu(E(o_h)) + std * eps
   (teacher-forced) and H steps open-loop from E(o_0) with the real actions, and ``model_return_real_actions``,
   the model's return of those same actions (compare with ``real_return``);
 - ``critic_value`` vs ``critic_target``: V(E(o_0)) against the real H-step return plus gamma^H V(E(o_H)) for
-  envs whose episode went on (0 for those that ended); ``critic_gap`` their difference.
+  envs whose episode went on (0 for those that ended); ``critic_gap`` their difference;
+- ``imagined_return_window`` vs ``real_return``: the whole imagined window (what the actor optimises) against
+  the real episodic return (0 after the real episode's end, model units); ``episodic_gap`` their difference,
+  which grows when the actor exploits the model (e.g. falls where the model sees none): offline PWM's
+  stopping rule reads it. With ``termination`` (offline PWM with a termination head) imagined rewards are
+  weighted by the head's continuation probability, as in training, and ``imagined_termination`` is the
+  model's probability of a termination within the window (compare ``real_episode_ends`` / N).
+
+:func:`heldout_errors` measures the model's one-step and H-step errors on fixed windows of held-out dataset
+episodes (a split recorded by ``bench.pretrain``; :func:`heldout_windows`), and its termination head there.
 
 The env is put back exactly as found (its ``state_dict``), so a run with diagnostics trains bit-identically
 to one without.
@@ -25,12 +34,18 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 
+from algos.dataset import EpisodeDataset, sample_subtrajectories
 from algos.gradient_stats import gradient_cosine
 from algos.networks import CriticEnsemble, StochasticActor
 from algos.normalizers import RunningMeanStd
 from algos.world_model import WorldModel
+
+HELDOUT_WINDOWS = 256
+"""Held-out windows the prediction errors are measured on (fixed for a run)."""
 
 
 def reset_snapshot(env: Any) -> dict[str, Any]:
@@ -89,15 +104,26 @@ def real_rollout(
 
 
 def imagined_rewards(
-    world_model: WorldModel, actor: StochasticActor, obs: torch.Tensor, noise: torch.Tensor, detach: bool
-) -> torch.Tensor:
-    """Model rewards [H, N] of the actor's H-step imagined rollout from observations ``obs`` (as PWM)."""
+    world_model: WorldModel,
+    actor: StochasticActor,
+    obs: torch.Tensor,
+    noise: torch.Tensor,
+    detach: bool,
+    termination: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Model rewards [H, N] of the actor's H-step imagined rollout from observations ``obs`` (as PWM) and the
+    probability [N] of no imagined termination in the window. ``termination``: rewards are weighted by the
+    termination head's continuation probability as in offline PWM (else the probability is 1)."""
     z = world_model.encode(obs).detach()
     rewards = []
+    continuation = torch.ones(obs.shape[0], device=obs.device)
     for eps in noise:
         z, reward = world_model.step(z, _action(actor, z, eps, detach))
+        if termination:
+            reward = continuation * reward
+            continuation = continuation * (1.0 - torch.sigmoid(world_model.termination_logit(z)))
         rewards.append(reward)
-    return torch.stack(rewards)
+    return torch.stack(rewards), continuation
 
 
 @torch.no_grad()
@@ -141,16 +167,20 @@ def diagnose(
     noise: torch.Tensor,
     gamma: float,
     detach: bool,
+    termination: bool = False,
 ) -> dict[str, float]:
     """Every diagnostic (see the module docstring) from ``start_state`` (an ``env.state_dict()``) with policy
-    ``noise`` [H, N, act_dim]; ``env`` is restored to its state on entry."""
+    ``noise`` [H, N, act_dim]; ``env`` is restored to its state on entry. ``termination``: imagined returns
+    weighted by the model's termination head (offline PWM's setting)."""
     saved = env.state_dict()
     try:
         env.load_state_dict(start_state)
         with torch.enable_grad():
             real = real_rollout(env, world_model, actor, noise, detach)
             real_reward = rew_rms.normalize(real["reward"]) if rew_rms is not None else real["reward"]
-            imagined = imagined_rewards(world_model, actor, real["obs"][0], noise, detach)
+            imagined, continuation = imagined_rewards(
+                world_model, actor, real["obs"][0], noise, detach, termination
+            )
             real_return = discounted_return(real_reward, real["alive"], gamma)
             imagined_return = discounted_return(imagined, real["alive"], gamma)
             params = list(actor.parameters())
@@ -182,7 +212,52 @@ def diagnose(
             "critic_gap": float((value - target).mean()),
             "real_episode_ends": float(ended.sum()),
         }
+        window = discounted_return(imagined.detach(), torch.ones_like(imagined), gamma)
+        metrics["imagined_return_window"] = float(window.mean())
+        metrics["episodic_gap"] = float((window - real_return.detach()).mean())
+        if termination:
+            metrics["imagined_termination"] = float(1.0 - continuation.mean())
         metrics.update(
             prediction_errors(world_model, real["obs"], real["action"], real_reward, real["alive"], gamma)
         )
     return {f"diag/{name}": number for name, number in metrics.items()}
+
+
+def heldout_windows(
+    dataset: EpisodeDataset, horizon: int, count: int, device: str | torch.device
+) -> dict[str, torch.Tensor] | None:
+    """``count`` windows of ``horizon`` transitions of ``dataset`` (held-out episodes), drawn with a fixed
+    seed, time-major: obs [H+1, N, d], action [H, N, a], reward [H, N] (env units) and, when recorded,
+    would_terminate [H, N]. None if no episode is long enough."""
+    if not (dataset.episode_length >= horizon).any():
+        return None
+    batch = sample_subtrajectories(dataset, count, horizon, np.random.default_rng(0))
+    keys = [key for key in ("obs", "action", "reward", "would_terminate") if key in batch]
+    return {key: torch.from_numpy(batch[key]).to(device).transpose(0, 1) for key in keys}
+
+
+@torch.no_grad()
+def heldout_errors(
+    world_model: WorldModel, windows: dict[str, torch.Tensor], rew_rms: RunningMeanStd | None, gamma: float
+) -> dict[str, float]:
+    """The model's errors on held-out ``windows`` (:func:`heldout_windows`), named ``heldout_*``: latent and
+    reward errors one step ahead and H steps open-loop (:func:`prediction_errors`; rewards in model units)
+    and, with a termination head and recorded flags, its BCE and accuracy on the open-loop latents against
+    the flags (``heldout_termination_rate``: the flags' rate)."""
+    reward = rew_rms.normalize(windows["reward"]) if rew_rms is not None else windows["reward"]
+    alive = torch.ones_like(reward)
+    errors = prediction_errors(world_model, windows["obs"], windows["action"], reward, alive, gamma)
+    metrics = {name.replace("wm_", "heldout_"): value for name, value in errors.items()}
+    metrics["heldout_model_return_real_actions"] = metrics.pop("model_return_real_actions")
+    metrics["heldout_real_return"] = float(discounted_return(reward, alive, gamma).mean())
+    flags = windows.get("would_terminate")
+    if world_model.termination_head is not None and flags is not None:
+        z, logits = world_model.encode(windows["obs"][0]), []
+        for action in windows["action"]:
+            z = world_model.next(z, action)
+            logits.append(world_model.termination_logit(z))
+        logit, target = torch.stack(logits), flags.to(reward.dtype)
+        metrics["heldout_termination_bce"] = float(F.binary_cross_entropy_with_logits(logit, target))
+        metrics["heldout_termination_accuracy"] = float(((logit > 0) == flags).float().mean())
+        metrics["heldout_termination_rate"] = float(target.mean())
+    return metrics

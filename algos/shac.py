@@ -128,8 +128,9 @@ class SHAC(ActorCriticLearner):
             truncations += int(truncated.sum())
             self.episodes.add(reward, done, info)
             if self.recorder is not None:
+                would = info.get("would_terminate")
                 self.recorder.add_step(
-                    obs, action, action_raw, reward, final_obs, terminated, truncated, self.iteration
+                    obs, action, action_raw, reward, final_obs, terminated, truncated, self.iteration, would
                 )
             obs = next_obs
 

@@ -4,7 +4,9 @@ Loss over a batch of sub-trajectories s_0..s_H, a_0..a_{H-1}, r_0..r_{H-1} (time
 z̄_{t+1} = E(s_{t+1}) without gradient, latent rollout z_0 = E(s_0), z_{t+1} = F(z_t, a_t) (no teacher
 forcing), L_dyn = sum_t rho^t MSE(z_{t+1}, z̄_{t+1}), L_rew = mean over t and batch of
 rho^t l(R(z_t, a_t), r̃_t) (l = squared error, or two-hot cross-entropy), r̃ = rew_rms-normalised reward;
-L = (L_dyn + L_rew) / H.
+L = (L_dyn + L_rew) / H. A model with a termination head (our extension, TD-MPC2's term) adds
+``termination_coef`` * mean BCE(T(z_{t+1}), would_terminate_t) over the rolled-out latents, when the batch
+carries the dataset's ``would_terminate`` flags (online replay batches do not: the head is not fine-tuned).
 Adam (default betas), non-finite gradient entries zeroed and counted, grad-norm clip, step.
 
 Pretraining fits ``rew_rms`` on every reward of the dataset once, then takes gradient steps on uniformly
@@ -49,6 +51,8 @@ class WMTrainConfig(JsonConfig):
     """Max global norm of the world-model gradient."""
     rew_rms: bool = True
     """Regress rewards normalised by running statistics (rew_rms) instead of raw rewards."""
+    termination_coef: float = 1.0
+    """Weight of the termination head's BCE loss (models with a head; TD-MPC2: 1.0)."""
 
     def __post_init__(self) -> None:
         if self.horizon < 1 or self.batch_size < 1:
@@ -62,9 +66,14 @@ def world_model_loss(
     reward: torch.Tensor,
     rho: float,
     task: Task = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(L, L_dyn / H, L_rew / H) for time-major obs [H+1, B, d], action [H, B, a], reward [H, B]."""
+    would_terminate: torch.Tensor | None = None,
+    termination_coef: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(L, L_dyn / H, L_rew / H, L_term) for time-major obs [H+1, B, d], action [H, B, a], reward [H, B] and
+    optional ``would_terminate`` [H, B] (the termination term needs it and a termination head; else 0)."""
     horizon = action.shape[0]
+    use_termination = would_terminate is not None and model.termination_head is not None
+    latents = []
     with torch.no_grad():
         targets = model.encode(obs[1:], task)
     z = model.encode(obs[0], task)
@@ -74,9 +83,17 @@ def world_model_loss(
         outputs.append(model.reward_output(z, action[t], task))
         z = model.next(z, action[t], task)
         dynamics = dynamics + rho**t * F.mse_loss(z, targets[t])
+        if use_termination:
+            latents.append(z)
     weights = rho ** torch.arange(horizon, device=obs.device, dtype=obs.dtype)
     reward_loss = (model.reward_loss(torch.stack(outputs), reward) * weights[:, None]).mean()
-    return (dynamics + reward_loss) / horizon, dynamics.detach() / horizon, reward_loss.detach() / horizon
+    loss = (dynamics + reward_loss) / horizon
+    termination = obs.new_zeros(())
+    if use_termination:
+        logits = model.termination_logit(torch.stack(latents), task)
+        termination = F.binary_cross_entropy_with_logits(logits, would_terminate.to(logits.dtype))
+        loss = loss + termination_coef * termination
+    return loss, dynamics.detach() / horizon, reward_loss.detach() / horizon, termination.detach()
 
 
 class WorldModelTrainer:
@@ -105,10 +122,12 @@ class WorldModelTrainer:
         """A uniformly sampled batch of sub-trajectories of ``dataset`` as batch-first tensors."""
         cfg = self.config
         batch = sample_subtrajectories(dataset, cfg.batch_size, cfg.horizon, self.rng)
-        return {k: torch.from_numpy(batch[k]).to(self.device) for k in ("obs", "action", "reward")}
+        keys = ("obs", "action", "reward", "would_terminate")
+        return {k: torch.from_numpy(batch[k]).to(self.device) for k in keys if k in batch}
 
     def train_step(self, batch: dict[str, torch.Tensor], update_rew_rms: bool = False) -> dict[str, float]:
-        """One gradient step on batch-first obs [B, H+1, d], action [B, H, a], reward [B, H].
+        """One gradient step on batch-first obs [B, H+1, d], action [B, H, a], reward [B, H] (and, to train a
+        termination head, would_terminate [B, H]).
 
         ``update_rew_rms`` merges the batch's rewards into ``rew_rms`` first (PWM's online fine-tuning).
         """
@@ -117,12 +136,15 @@ class WorldModelTrainer:
             if update_rew_rms:
                 self.rew_rms.update(reward)
             reward = self.rew_rms.normalize(reward)
-        loss, dynamics, reward_loss = world_model_loss(
+        would_terminate = batch.get("would_terminate")
+        loss, dynamics, reward_loss, termination = world_model_loss(
             self.world_model,
             batch["obs"].transpose(0, 1),
             batch["action"].transpose(0, 1),
             reward.transpose(0, 1),
             self.config.rho,
+            would_terminate=would_terminate.transpose(0, 1) if would_terminate is not None else None,
+            termination_coef=self.config.termination_coef,
         )
         params = list(self.world_model.parameters())
         self.optimizer.zero_grad(set_to_none=True)
@@ -136,6 +158,11 @@ class WorldModelTrainer:
             "wm_loss": float(loss.detach()),
             "wm_dynamics_loss": float(dynamics),
             "wm_reward_loss": float(reward_loss),
+            **(
+                {"wm_termination_loss": float(termination)}
+                if self.world_model.termination_head is not None
+                else {}
+            ),
             "wm_grad_norm": grad_norm,
             "wm_nonfinite_grad": float(nonfinite),
         }
@@ -218,26 +245,7 @@ def select_episodes(
         return dataset
     order = rng.permutation(dataset.num_episodes)
     fits = np.cumsum(rows_per_episode[order]) <= max_rows
-    keep = np.sort(order[: int(np.argmin(fits))])
-    lengths = dataset.episode_length[keep]
-    starts = dataset.episode_start[keep]
-    rows = np.concatenate(
-        [np.zeros(0, np.int64)] + [np.arange(s, s + n + 1) for s, n in zip(starts, lengths, strict=True)]
-    )
-    return EpisodeDataset(
-        obs=dataset.obs[rows],
-        action=dataset.action[rows],
-        action_raw=dataset.action_raw[rows],
-        reward=dataset.reward[rows],
-        epoch=dataset.epoch[rows],
-        episode_id=dataset.episode_id[keep],
-        episode_start=np.concatenate([[0], np.cumsum(lengths + 1)[:-1]]).astype(np.int64),
-        episode_length=lengths,
-        episode_terminated=dataset.episode_terminated[keep],
-        episode_truncated=dataset.episode_truncated[keep],
-        info=dataset.info,
-        path=dataset.path,
-    )
+    return dataset.episodes(order[: int(np.argmin(fits))])
 
 
 def world_model_checkpoint(trainer: WorldModelTrainer, data: dict[str, Any]) -> dict[str, Any]:

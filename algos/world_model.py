@@ -5,6 +5,11 @@ Hidden layers are ``NormedLinear`` (Linear -> dropout -> LayerNorm -> Mish); the
 end in ``SimNorm(8)`` (softmax over groups of 8: a product of simplices); R ends in a plain linear layer
 with zero-initialised weights. An optional learnable task embedding is concatenated to every input.
 
+Optional termination head (``WorldModelConfig.termination_head``; TD-MPC2's, for episodic tasks, not part
+of PWM): an MLP T(z') -> logit of "the env's termination condition holds at the state reached", trained
+with binary cross-entropy (``algos.wm_training``) and used by PWM's offline mode to end imagined returns.
+This is warpbench's extension beyond the PWM reference.
+
 Ablation variants (``WorldModelConfig.variant``): ``mish`` (the latent layers end in Mish instead of
 SimNorm) and ``relu`` (plain Linear -> ReLU MLPs without LayerNorm, linear latent layers).
 """
@@ -65,6 +70,8 @@ class WorldModelConfig(JsonConfig):
     """Rows of the task-embedding table; 0 = single-task, no embedding."""
     task_dim: int = 96
     """Width of the task embedding (max-norm 1), used when num_tasks > 0."""
+    termination_head: bool = False
+    """Add TD-MPC2's termination head T(z') (hidden widths ``hidden``; our extension, used offline)."""
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -163,6 +170,11 @@ class WorldModel(nn.Module):
         self.dynamics = _mlp(latent + act_dim + task_dim, config.hidden, latent, config, latent=True)
         outputs = config.reward_bins if config.reward_bins else 1
         self.reward_head = _mlp(latent + act_dim + task_dim, config.hidden, outputs, config, latent=False)
+        self.termination_head = (
+            _mlp(latent + task_dim, config.hidden, 1, config, latent=False)
+            if config.termination_head
+            else None
+        )
         self._init_weights()
         if config.reward_bins:
             bins = torch.linspace(config.reward_vmin, config.reward_vmax, config.reward_bins)
@@ -224,6 +236,13 @@ class WorldModel(nn.Module):
         encoded.scatter_(-1, lower, 1.0 - upper_weight)
         encoded.scatter_(-1, lower + 1, upper_weight)
         return encoded
+
+    def termination_logit(self, z: torch.Tensor, task: Task = None) -> torch.Tensor:
+        """Logit [...] that the termination condition holds at the state of latent ``z`` (a state reached by a
+        transition, TD-MPC2's convention); ValueError without a termination head."""
+        if self.termination_head is None:
+            raise ValueError("this world model has no termination head (termination_head = False)")
+        return self.termination_head(self._with_task(z, task)).squeeze(-1)
 
     def step(
         self, z: torch.Tensor, action: torch.Tensor, task: Task = None

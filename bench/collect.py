@@ -83,7 +83,10 @@ def collect(env: Any, policy: Policy, episodes: int, writer: DatasetWriter, prog
         action = policy(obs).clamp(-1.0, 1.0)
         action_raw = torch.atanh(action.clamp(-1.0 + 1e-6, 1.0 - 1e-6))
         next_obs, reward, terminated, truncated, info = env.step(action)
-        recorder.add_step(obs, action, action_raw, reward, info["obs_before_reset"], terminated, truncated, 0)
+        final_obs, would_terminate = info["obs_before_reset"], info.get("would_terminate")
+        recorder.add_step(
+            obs, action, action_raw, reward, final_obs, terminated, truncated, 0, would_terminate
+        )
         steps += env.num_envs
         finished = recorder.pop_finished()[: episodes - kept - len(pending)]
         pending += finished

@@ -174,6 +174,7 @@ def _budget(algo: str, variant: str, config: Any, num_envs: int, preset: str) ->
                 world_model=world_model_config("tiny"),
                 model_training=WMTrainConfig(horizon=8, batch_size=16),
                 wm_bootstrap_steps=4,
+                batch_size=None,  # offline start states: the 4 envs' worth
             )
         return config, 4
     return config, num_envs
@@ -217,6 +218,9 @@ class PretrainSettings(JsonConfig):
     """Loss and optimiser settings."""
     max_rows: int | None = 1_000_000
     """Rows (T + 1 per episode) of the random episode subset trained on (PWM's buffer); None: all."""
+    heldout_fraction: float = 0.05
+    """Fraction of whole episodes held out of training (seeded); the model's one-step and H-step errors on
+    them are logged (``heldout_*``) and their ids recorded in the checkpoint for PWM's diagnostics."""
     log_every: int = 100
     """Steps per pretrain.csv row (means over the interval)."""
     checkpoint_every: int = 5_000
@@ -233,8 +237,10 @@ def pretrain_settings(
     size: str | None = None,
     variant: str | None = None,
     reward_bins: int | None = None,
+    termination_head: bool = True,
 ) -> PretrainSettings:
-    """``bench.pretrain``'s settings of ``preset`` for ``env``, with the CLI's optional changes."""
+    """``bench.pretrain``'s settings of ``preset`` for ``env``, with the CLI's optional changes. Every preset
+    trains a termination head (our extension; dropped for a dataset without ``would_terminate`` flags)."""
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
     if preset == "smoke":
@@ -257,7 +263,7 @@ def pretrain_settings(
     try:
         if size is not None:
             model = world_model_config(size, variant=model.variant)
-        changes = {"variant": variant, "reward_bins": reward_bins}
+        changes = {"variant": variant, "reward_bins": reward_bins, "termination_head": termination_head}
         model = replace(model, **{k: v for k, v in changes.items() if v is not None})
     except ValueError as error:
         raise ConfigError(str(error)) from error

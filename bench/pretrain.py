@@ -22,7 +22,7 @@ import argparse
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +32,9 @@ import torch
 from matplotlib.figure import Figure
 
 import envs
-from algos.dataset import EpisodeDataset
+from algos.dataset import EpisodeDataset, split_heldout
 from algos.networks import parameter_count
+from algos.pwm_diagnostics import HELDOUT_WINDOWS, heldout_errors, heldout_windows
 from algos.wm_training import (
     WorldModelTrainer,
     pretrain,
@@ -106,7 +107,11 @@ class _Session:
         self.dataset = dataset or _read_dataset(config["data"]["path"], config["env"], horizon)
         if self.dataset.num_transitions != config["data"]["dataset_transitions"]:
             raise ConfigError(f"the dataset at {config['data']['path']} changed since the run started")
-        self.subset = _subset(self.dataset, self.settings, config["seed"])
+        training, self.heldout = split_heldout(self.dataset, self.settings.heldout_fraction, config["seed"])
+        self.subset = _subset(training, self.settings, config["seed"])
+        self.heldout_windows = (
+            heldout_windows(self.heldout, horizon, HELDOUT_WINDOWS, device) if self.heldout else None
+        )
         torch.manual_seed(config["seed"])
         self.world_model = WorldModel(
             self.dataset.info["obs_dim"], self.dataset.info["act_dim"], self.settings.world_model
@@ -126,6 +131,7 @@ class _Session:
             "dataset_transitions": self.dataset.num_transitions,
             "episodes": self.subset.num_episodes,
             "transitions": self.subset.num_transitions,
+            "heldout_episodes": [] if self.heldout is None else [int(i) for i in self.heldout.episode_id],
         }
 
     def wall_time_s(self) -> float:
@@ -156,6 +162,11 @@ class _Session:
         self.pending_steps += 1
         if self.pending_steps == self.settings.log_every or trainer.steps == self.settings.steps:
             self.last_row = {name: total / self.pending_steps for name, total in self.pending.items()}
+            if self.heldout_windows is not None:
+                rho = self.settings.train.rho
+                self.last_row.update(
+                    heldout_errors(self.world_model, self.heldout_windows, trainer.rew_rms, rho)
+                )
             step, wall = trainer.steps, self.wall_time_s()
             rows = [
                 {"step": step, "wall_time_s": wall, "metric": name, "value": value}
@@ -237,6 +248,7 @@ def plot_loss_curve(run_dir: str | Path) -> Path | None:
             ("wm_loss", "total"),
             ("wm_dynamics_loss", "dynamics"),
             ("wm_reward_loss", "reward"),
+            ("wm_termination_loss", "termination"),
         ):
             rows = table[table["metric"] == metric]
             ax.plot(rows["step"], rows["value"].clip(lower=1e-12), label=label, linewidth=1)
@@ -263,6 +275,7 @@ def start_pretrain(
     size: str | None = None,
     variant: str | None = None,
     reward_bins: int | None = None,
+    termination_head: bool = True,
     seed: int = 0,
     device: str = "cpu",
     out: str | Path = "runs",
@@ -281,7 +294,15 @@ def start_pretrain(
     lifecycle.check_new_run(seed, out)
     if env not in envs.names():
         raise ConfigError(f"unknown env {env!r}; valid: {', '.join(envs.names())}")
-    settings = pretrain_settings(preset, env, steps, size, variant, reward_bins)
+    settings = pretrain_settings(preset, env, steps, size, variant, reward_bins, termination_head)
+    dataset = _read_dataset(data, env, settings.train.horizon)
+    if settings.world_model.termination_head and dataset.would_terminate is None:
+        print(
+            f"note: the dataset at {data} records no would_terminate flags (written before they existed); "
+            "the world model gets no termination head (offline PWM will not end imagined returns)",
+            file=sys.stderr,
+        )
+        settings = replace(settings, world_model=replace(settings.world_model, termination_head=False))
     config: dict[str, Any] = {
         "algo": rundir.PRETRAIN_ALGO,
         "env": env,
@@ -291,7 +312,6 @@ def start_pretrain(
         "data": {"path": str(Path(data).resolve())},
         "settings": jsonable(settings.to_dict()),
     }
-    dataset = _read_dataset(data, env, settings.train.horizon)
     config["data"]["dataset_transitions"] = dataset.num_transitions
     if clock is None:
         print_plan(config, measure_pretraining(settings, dataset, device, seed), device)
@@ -362,6 +382,9 @@ class PretrainOptions(cli.Options):
     """World-model variant (default simnorm)."""
     reward_bins: int | None = None
     """0: scalar reward (default); >= 2: two-hot bins."""
+    no_termination_head: bool = False
+    """Train no termination head (default: one, when the dataset records would_terminate flags; our
+    extension, used by offline PWM)."""
     seed: int | None = None
     """Seed of initialisation, episode subset and sampling (default 0)."""
     device: str | None = None
@@ -396,7 +419,17 @@ def build_parser(env_names: list[str]) -> argparse.ArgumentParser:
 
 def _command(args: PretrainOptions, argv: list[str]) -> int:
     if args.resume:
-        fixed = ("env", "data", "preset", "size", "variant", "reward_bins", "seed", "out")
+        fixed = (
+            "env",
+            "data",
+            "preset",
+            "size",
+            "variant",
+            "reward_bins",
+            "no_termination_head",
+            "seed",
+            "out",
+        )
         if cli.given(args, fixed):
             raise ConfigError(
                 "--resume takes its settings from the run directory; only --steps, --device and --dry-run"
@@ -414,6 +447,7 @@ def _command(args: PretrainOptions, argv: list[str]) -> int:
         size=args.size,
         variant=args.variant,
         reward_bins=args.reward_bins,
+        termination_head=not args.no_termination_head,
         seed=0 if args.seed is None else args.seed,
         device=args.device or "cpu",
         out=args.out or "runs",

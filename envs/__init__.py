@@ -8,6 +8,8 @@ Env protocol (what algorithms may rely on; all tensors are torch, batched over `
     obs, reward, terminated, truncated, info = env.step(actions)   # actions [N, act_dim] in [-1, 1]
     info["obs_before_reset"]                # [N, obs_dim]: the observation reached before auto-reset
     info["reward_terms"]                    # name -> [N]: the reward's terms (they sum to it)
+    info["would_terminate"]                 # [N] bool: the termination condition, even with early
+                                            #   termination off (optional; datasets record it)
     obs = env.detach_state()                # cut the autograd graph here (SHAC window start)
     env.state_dict(), env.load_state_dict(state)                   # exact resume
 

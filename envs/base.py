@@ -260,14 +260,16 @@ class ArticulatedEnv:
         invalid |= (q.abs() > 1e6).any(1) | (qd.abs() > 1e6).any(1)
         terms = {name: torch.where(invalid, torch.zeros_like(term), term) for name, term in terms.items()}
         reward = functools.reduce(torch.add, terms.values())
-        terminated = invalid.clone()
-        fallen = self.fallen(named) if self.cfg.early_termination else None
-        if fallen is not None:
-            terminated |= fallen
+        # The termination condition, reported even when early termination is off (datasets record it so
+        # that an offline world model can learn where episodes would end).
+        fallen = self.fallen(named)
+        would_terminate = invalid.clone() if fallen is None else invalid | fallen
+        terminated = would_terminate if self.cfg.early_termination else invalid.clone()
         truncated = self.progress >= self.cfg.episode_length
         info = {
             "obs_before_reset": obs.to(self.obs_dtype),
             "invalid": invalid,
+            "would_terminate": would_terminate,
             "primal": self.primal(named).detach().to(self.obs_dtype),
             "reward_terms": {name: term.detach().to(self.obs_dtype) for name, term in terms.items()},
         }

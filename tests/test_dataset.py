@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from algos.dataset import DatasetWriter, EpisodeRecorder, load_dataset, sample_subtrajectories
+from algos.dataset import (
+    DatasetWriter,
+    EpisodeRecorder,
+    heldout_by_ids,
+    load_dataset,
+    sample_subtrajectories,
+    split_heldout,
+)
 
 # Two envs over 7 steps. Env 0: episodes of 3 (terminated), 4 (truncated). Env 1: 5 (truncated), then 2
 # unfinished steps. Observation = [env, step counter of this env, running episode number].
@@ -114,3 +121,45 @@ def test_sampler_stays_inside_episodes(tmp_path: Path) -> None:
     assert (obs[terminated_at[:, 0], 0, 0] == 0).all() and (terminated_at[:, 1] == 2).all()
     with pytest.raises(ValueError, match="at least 6 transitions"):
         sample_subtrajectories(data, batch_size=1, horizon=6, rng=np.random.default_rng(0))
+
+
+def test_would_terminate_is_recorded_and_old_datasets_load_without_it(tmp_path: Path) -> None:
+    recorder = EpisodeRecorder(num_envs=1)
+    obs, act = torch.zeros(1, 3), torch.zeros(1, 1)
+    flags = [False, True, False, True]  # the condition, with early termination off: the episode goes on
+    for t, flag in enumerate(flags):
+        end, never = torch.tensor([t == 3]), torch.tensor([False])
+        recorder.add_step(obs, act, act, torch.zeros(1), obs, never, end, 0, torch.tensor([flag]))
+    (episode,) = recorder.pop_finished()
+    assert episode.would_terminate.tolist() == [False, *flags]  # row 0 holds no transition
+    DatasetWriter(tmp_path / "new", env="toy", obs_dim=3, act_dim=1).write_chunk([episode])
+    data = load_dataset(tmp_path / "new")
+    assert data.would_terminate.tolist() == [False, *flags]
+    batch = sample_subtrajectories(data, batch_size=8, horizon=4, rng=np.random.default_rng(0))
+    assert batch["would_terminate"].tolist() == [flags] * 8  # flag t: the state s_{t+1} reached
+
+    # Written before the column existed (or by an env that does not report it): loads, flags None.
+    old = record(EpisodeRecorder(num_envs=2))
+    assert all(ep.would_terminate is None for ep in old)
+    DatasetWriter(tmp_path / "old", env="toy", obs_dim=3, act_dim=1).write_chunk(old)
+    data = load_dataset(tmp_path / "old")
+    assert data.would_terminate is None and data.num_episodes == 3
+    assert "would_terminate" not in sample_subtrajectories(data, 4, 3, np.random.default_rng(0))
+
+
+def test_heldout_split_is_whole_episodes_and_seeded(tmp_path: Path) -> None:
+    writer = DatasetWriter(tmp_path, env="toy", obs_dim=3, act_dim=1)
+    for _ in range(4):
+        writer.write_chunk(record(EpisodeRecorder(num_envs=2)))  # 12 episodes
+    data = load_dataset(tmp_path)
+    train, heldout = split_heldout(data, 0.25, seed=0)
+    assert (train.num_episodes, heldout.num_episodes) == (9, 3)
+    assert set(train.episode_id).isdisjoint(heldout.episode_id)
+    assert train.num_transitions + heldout.num_transitions == data.num_transitions
+    again = heldout_by_ids(data, [int(i) for i in heldout.episode_id])
+    np.testing.assert_array_equal(again.obs, heldout.obs)  # the recorded ids rebuild the same split
+    assert split_heldout(data, 0.25, seed=0)[1].episode_id.tolist() == heldout.episode_id.tolist()
+    assert split_heldout(data, 0.25, seed=1)[1].episode_id.tolist() != heldout.episode_id.tolist()
+    assert split_heldout(data, 0.0, seed=0) == (data, None)
+    with pytest.raises(ValueError, match="heldout fraction"):
+        split_heldout(data, 1.0, seed=0)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import io
+import shutil
 import signal
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -58,6 +60,23 @@ def test_collect_random_episodes(toy_data: Path) -> None:
         collect.main(["--env", TOY, "--episodes", "1", "--random", "--out", str(toy_data)])
 
 
+def test_a_dataset_without_termination_flags_gets_no_termination_head(
+    toy_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old = tmp_path / "old"
+    shutil.copytree(toy_data, old)
+    for chunk in old.glob("chunk_*.npz"):  # as written before the flags existed
+        with np.load(chunk) as data:
+            arrays = {name: data[name] for name in data.files if name != "would_terminate"}
+        np.savez(chunk, **arrays)
+    argv = ["--env", TOY, "--data", str(old), "--preset", "smoke", "--out", str(tmp_path / "runs")]
+    assert pretrain.main(argv) == 0
+    assert "records no would_terminate flags" in capsys.readouterr().err
+    run_dir = only_run(tmp_path / "runs")
+    assert not rundir.read_json(run_dir / rundir.CONFIG)["settings"]["world_model"]["termination_head"]
+    assert load_world_model(run_dir / rundir.CHECKPOINTS / rundir.FINAL).config.termination_head is False
+
+
 def test_pretrain_smoke_writes_the_run_directory(toy_data: Path, tmp_path: Path) -> None:
     argv = ["--env", TOY, "--data", str(toy_data), "--preset", "smoke", "--out", str(tmp_path), "--seed", "2"]
     assert pretrain.main(argv) == 0
@@ -65,11 +84,16 @@ def test_pretrain_smoke_writes_the_run_directory(toy_data: Path, tmp_path: Path)
     assert run_dir.parent == tmp_path / TOY / rundir.PRETRAIN_ALGO and run_dir.name.startswith("seed2_")
     config = rundir.read_json(run_dir / rundir.CONFIG)
     assert config["settings"]["steps"] == 20 and config["settings"]["world_model"]["latent_dim"] == 32
-    assert config["data"]["episodes"] == 12 and {"versions", "git", "device"} <= set(config["provenance"])
+    assert {"versions", "git", "device"} <= set(config["provenance"])
+    # 5% of the 12 episodes (one) held out of training, its id recorded for PWM's diagnostics.
+    assert config["data"]["episodes"] == 11 and len(config["data"]["heldout_episodes"]) == 1
+    assert config["settings"]["world_model"]["termination_head"]  # the dataset records would_terminate
     curve = pd.read_csv(run_dir / rundir.PRETRAIN_CSV)
     assert list(curve.columns) == list(rundir.PRETRAIN_COLUMNS)
     assert sorted(curve["step"].unique()) == list(range(1, 21))
     assert {"wm_loss", "wm_dynamics_loss", "wm_reward_loss", "wm_grad_norm"} <= set(curve["metric"])
+    held_out = {"heldout_latent_error_1step", "heldout_reward_error_Hstep", "heldout_termination_accuracy"}
+    assert {"wm_termination_loss"} | held_out <= set(curve["metric"])
     assert (run_dir / f"{rundir.LOSS_FIGURE}.png").stat().st_size > 0
     summary = rundir.read_json(run_dir / rundir.SUMMARY)
     assert (summary["status"], summary["steps"], summary["nonfinite_wm_steps"]) == ("complete", 20, 0)

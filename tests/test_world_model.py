@@ -231,3 +231,27 @@ def test_checkpoint_round_trip(tmp_path) -> None:
     obs = torch.randn(5, 4)
     assert torch.equal(loaded.world_model.encode(obs), model.encode(obs))
     assert torch.equal(loaded.rew_rms.mean, trainer.rew_rms.mean)
+
+
+def test_termination_head_learns_the_recorded_condition() -> None:
+    dataset, _ = linear_dataset(0, episodes=32)
+    dataset.would_terminate = dataset.obs[:, 0] > 0.3  # the "env's" condition on the state reached
+    dataset.would_terminate[dataset.episode_start] = False
+    torch.manual_seed(0)
+    model = WorldModel(4, 2, world_model_config("tiny", termination_head=True))
+    config = WMTrainConfig(horizon=4, batch_size=64, lr=1e-3)
+    history = []
+    trainer = pretrain(model, dataset, 200, config, seed=0, callback=lambda _, m: history.append(m))
+    assert history[-1]["wm_termination_loss"] < 0.5 * history[0]["wm_termination_loss"]
+    batch = trainer.dataset_batch(dataset)
+    with torch.no_grad():
+        z = model.encode(batch["obs"][:, 1:])  # the states reached, encoded
+        predicted = model.termination_logit(z) > 0
+    assert float((predicted == batch["would_terminate"]).float().mean()) > 0.9
+    # Without flags in the batch (online replay) there is no termination term; a head-less model has none.
+    del batch["would_terminate"]
+    assert trainer.train_step(batch)["wm_termination_loss"] == 0.0
+    plain = WorldModelTrainer(WorldModel(4, 2, world_model_config("tiny")), config)
+    assert "wm_termination_loss" not in plain.train_step(trainer.dataset_batch(dataset))
+    with pytest.raises(ValueError, match="no termination head"):
+        plain.world_model.termination_logit(z)

@@ -16,7 +16,8 @@ class PointMassEnv:
 
     State: position p and velocity v in R^2. One step (a clipped to [-1, 1]): v <- 0.8 v + 0.5 a,
     p <- p + 0.1 v. Reward v_x - 0.1 |a|^2 - 0.5 p_y^2 (post-step state). Observation [p, v].
-    Termination when |p_y| > 1 (``early_termination``); truncation after ``episode_length`` steps.
+    Termination when |p_y| > 1 (``early_termination``; ``info["would_terminate"]`` reports the
+    condition either way); truncation after ``episode_length`` steps.
     Resets: p = v = 0, plus U(-0.1, 0.1) noise from the env's own generator (``stochastic_init``).
     ``nan_rewards_from`` / ``nan_rewards_until`` make rewards NaN for env steps counted since creation in
     [from, until) (until None = forever), to exercise non-finite gradient handling.
@@ -75,13 +76,14 @@ class PointMassEnv:
         self.vel = 0.8 * self.vel + 0.5 * action
         self.pos = self.pos + 0.1 * self.vel
         self.progress += 1
+        beyond = self.pos[:, 1].abs() > 1.0
         reward = self.vel[:, 0] - 0.1 * action.square().sum(-1) - 0.5 * self.pos[:, 1].square()
         start, stop = self.nan_rewards
         if start is not None and self.steps_taken >= start and (stop is None or self.steps_taken < stop):
             reward = reward * float("nan")
         self.steps_taken += 1
         obs_before_reset = self._observe()
-        terminated = (self.pos[:, 1].abs() > 1.0) & self.early_termination
+        terminated = beyond & self.early_termination
         truncated = (self.progress >= self.max_episode_steps) & ~terminated
         done = terminated | truncated
         if bool(done.any()):
@@ -94,7 +96,7 @@ class PointMassEnv:
             "action": -0.1 * action.square().sum(-1),
             "lateral": -0.5 * obs_before_reset[:, 1].square(),
         }
-        info = {"obs_before_reset": obs_before_reset, "reward_terms": terms}
+        info = {"obs_before_reset": obs_before_reset, "reward_terms": terms, "would_terminate": beyond}
         return self._observe(), reward, terminated, truncated, info
 
     def state_dict(self) -> dict[str, Any]:
