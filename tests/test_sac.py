@@ -48,18 +48,19 @@ def test_squashed_log_prob_matches_torch_distributions() -> None:
 
 def test_temperature_drives_the_entropy_to_its_target() -> None:
     # Two targets on either side of the starting entropy: alpha must fall for the low one and rise for the
-    # high one, and the policy's entropy must end near each (measured: within 0.15 after 12 iterations).
+    # high one, and the policy's entropy must move most of the way to each. Measured (AMD EPYC, iterations
+    # 0 -> 9): target -2: entropy -0.26 -> -1.87, alpha 0.2 -> 0.049; target 0.5: -0.19 -> 0.56, alpha 0.40.
     outcomes = {}
     for target in (-2.0, 0.5):
+        torch.manual_seed(0)
         config = replace(TINY, target_entropy=target, init_alpha=0.2, alpha_lr=1e-2)
         sac = SAC(make_toy_env(num_envs=8, seed=0), config, seed=0)
-        history = [sac.train_iteration() for _ in range(8)]
-        outcomes[target] = (history[1]["entropy"], history[-1]["entropy"], history[-1]["alpha"])
-    low_start, low_end, low_alpha = outcomes[-2.0]
-    high_start, high_end, high_alpha = outcomes[0.5]
-    assert low_alpha < 0.2 < high_alpha, outcomes
-    assert abs(low_end + 2.0) < abs(low_start + 2.0) and abs(low_end + 2.0) < 0.4, outcomes
-    assert abs(high_end - 0.5) < 0.4, outcomes
+        history = [sac.train_iteration() for _ in range(10)]
+        outcomes[target] = (history[0]["entropy"], history[-1]["entropy"], history[-1]["alpha"])
+    (low_start, low_end, low_alpha), (high_start, high_end, high_alpha) = outcomes.values()
+    assert low_alpha < 0.1 and high_alpha > 0.3, outcomes
+    assert abs(low_end + 2.0) < 0.5 * abs(low_start + 2.0) and abs(low_end + 2.0) < 0.5, outcomes
+    assert abs(high_end - 0.5) < 0.5 * abs(high_start - 0.5) and abs(high_end - 0.5) < 0.2, outcomes
 
 
 def test_published_configs() -> None:
