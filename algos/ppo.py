@@ -388,10 +388,9 @@ class PPO:
                     + cfg.bounds_loss_coef * parts["bounds_loss"]
                     - cfg.entropy_coef * parts["entropy"]
                 )
+                # KL of this step's (pre-update) policy from the rollout's, as rl_games measures it.
+                kl = float(gaussian_kl(batch["mean"][index], old_logstd, mean.detach(), logstd.detach()))
                 step = self.update_step(loss, self.iteration)
-                kl = float(
-                    gaussian_kl(batch["mean"][index], old_logstd, mean.detach(), self.net.logstd.detach())
-                )
                 if cfg.lr_schedule == "adaptive" and math.isfinite(kl):
                     self.lr = adaptive_lr(self.lr, kl, cfg.kl_threshold, cfg.lr_min, cfg.lr_max)
                     set_learning_rate(self.optimizer, self.lr)

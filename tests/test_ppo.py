@@ -94,8 +94,8 @@ def test_published_configs() -> None:
 @pytest.mark.slow
 def test_ppo_learns_the_toy_task_over_seeds() -> None:
     # The optimum is about 2.3 per step over 64 steps (~140); a fresh policy scores near 0. Measured on the
-    # 2-core AMD EPYC (load ~10): seeds 0-4 went from -9..9 to 140-143 in 20 iterations of 32 envs x 32 steps
-    # (67 s); at 12 iterations only 2 of 5 passed 100, and with 16-step rollouts some seeds settle in the
+    # 2-core AMD EPYC: seeds 0-4 went from -9..9 to 140-143 in 20 iterations of 32 envs x 32 steps (28 s; 67 s
+    # at load ~10); at 12 iterations 2 of 5 passed 100, and with 16-step rollouts some seeds settled in the
     # toy's early-exit local optimum (leaving the lateral band ends the costly episode).
     results = toy_learning(lambda env, seed: PPO(env, TINY, seed), range(5), TINY.max_epochs, 32)
     improved = sum(after > before + 50 for before, after in results)
