@@ -1,4 +1,5 @@
-"""Replay of whole real episodes for PWM's online world-model fine-tuning (algorithms §3.2, §3.7).
+"""Replay buffers: whole real episodes for PWM's online world-model fine-tuning (algorithms §3.2, §3.7;
+:class:`EpisodeReplay`) and single transitions for SAC (:class:`TransitionReplay`).
 
 Episodes use the row layout of ``algos.dataset``: an episode of T transitions is T + 1 consecutive rows,
 row j holding s_j and (for j >= 1) the action and reward of the transition s_{j-1} -> s_j. Rows live in a
@@ -105,3 +106,61 @@ class EpisodeReplay:
         for name in ("obs", "action", "reward"):
             getattr(self, name)[: self.used] = state[name].to(self.device)
         self._table = None
+
+
+class TransitionReplay:
+    """A ring of the last ``capacity`` single transitions (s, a, r, s', terminated) for off-policy learners
+    (SAC), preallocated on the training device; ``s'`` is the state the step reached (before any reset)."""
+
+    FIELDS = ("obs", "action", "reward", "next_obs", "terminated")
+
+    def __init__(self, capacity: int, obs_dim: int, act_dim: int, device: str | torch.device) -> None:
+        if capacity < 1:
+            raise ValueError(f"replay capacity must be >= 1, got {capacity}")
+        self.capacity = capacity
+        self.device = torch.device(device)
+        self.obs = torch.zeros(capacity, obs_dim, device=self.device)
+        self.action = torch.zeros(capacity, act_dim, device=self.device)
+        self.reward = torch.zeros(capacity, device=self.device)
+        self.next_obs = torch.zeros(capacity, obs_dim, device=self.device)
+        self.terminated = torch.zeros(capacity, dtype=torch.bool, device=self.device)
+        self.cursor = 0
+        self.size = 0
+
+    def add(self, **batch: torch.Tensor) -> None:
+        """Store a batch of transitions given as the :attr:`FIELDS` keywords, each with a leading batch axis
+        (a batch larger than the ring keeps its last ``capacity`` rows)."""
+        count = batch["reward"].shape[0]
+        if count > self.capacity:  # only the last capacity rows would survive: write just those
+            batch = {name: value[count - self.capacity :] for name, value in batch.items()}
+            self.cursor = (self.cursor + count - self.capacity) % self.capacity
+            count = self.capacity
+        rows = (self.cursor + torch.arange(count, device=self.device)) % self.capacity
+        for name in self.FIELDS:
+            getattr(self, name)[rows] = batch[name].detach().to(self.device, getattr(self, name).dtype)
+        self.cursor = (self.cursor + count) % self.capacity
+        self.size = min(self.size + count, self.capacity)
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """``batch_size`` stored transitions drawn uniformly with replacement."""
+        if self.size == 0:
+            raise ValueError("cannot sample from an empty replay")
+        index = torch.randint(self.size, (batch_size,), generator=generator, device=generator.device)
+        index = index.to(self.device)
+        return {name: getattr(self, name)[index] for name in self.FIELDS}
+
+    def state_dict(self) -> dict[str, Any]:
+        """The filled rows and the cursor (enough to continue bit-exactly)."""
+        return {
+            "capacity": self.capacity,
+            "cursor": self.cursor,
+            "size": self.size,
+            **{name: getattr(self, name)[: self.size].clone() for name in self.FIELDS},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state["capacity"] != self.capacity:
+            raise ValueError(f"replay capacity {state['capacity']} differs from {self.capacity}")
+        self.cursor, self.size = state["cursor"], state["size"]
+        for name in self.FIELDS:
+            getattr(self, name)[: self.size] = state[name].to(self.device)

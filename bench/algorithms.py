@@ -12,8 +12,11 @@ from typing import Any, Protocol
 
 import torch
 
+from algos.bptt import BPTT, BPTTConfig
 from algos.dataset import EpisodeDataset, EpisodeRecorder
+from algos.ppo import PPO, PPOConfig
 from algos.pwm import PWM, PWMConfig
+from algos.sac import SAC, SACConfig
 from algos.shac import SHAC, SHACConfig
 from algos.wm_training import PretrainedWorldModel
 from bench.settings import ConfigError
@@ -69,6 +72,9 @@ ALGORITHMS: dict[str, Algorithm] = {
         lambda env, config, seed, inputs: PWM(env, config, seed, inputs.world_model, inputs.dataset),
         inputs=("world_model", "dataset"),
     ),
+    "ppo": Algorithm(PPOConfig, lambda env, config, seed, inputs: PPO(env, config, seed)),
+    "sac": Algorithm(SACConfig, lambda env, config, seed, inputs: SAC(env, config, seed)),
+    "bptt": Algorithm(BPTTConfig, lambda env, config, seed, inputs: BPTT(env, config, seed)),
 }
 
 

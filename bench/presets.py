@@ -18,8 +18,11 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from algos.bptt import BPTTConfig
 from algos.config import JsonConfig
+from algos.ppo import PPOConfig
 from algos.pwm import PWMConfig
+from algos.sac import SACConfig
 from algos.shac import SHACConfig
 from algos.wm_training import WMTrainConfig
 from algos.world_model import WorldModelConfig, world_model_config
@@ -29,9 +32,11 @@ from bench.variants import DEFAULT_VARIANTS
 
 PRESETS = ("smoke", "cpu", "paper")
 PRESET_HELP = {
-    "smoke": "seconds: tiny nets, 4 envs x 8 steps x 4 iterations, 32-step episodes, 2 eval episodes",
-    "cpu": "one CPU core, 64 envs: SHAC 32 steps x 1000 iterations (2.05M env-steps); "
-    "PWM online 250 / offline 500 iterations, the small world model (latent 128, hidden 256)",
+    "smoke": "seconds: tiny nets, 4 envs x 8 steps (BPTT: the whole 32-step episode) x 4 iterations, "
+    "32-step episodes, 2 eval episodes",
+    "cpu": "one CPU core, 2.05M env-steps: SHAC 64 envs x 32 steps x 1000 iterations; PPO 256 envs x 32 "
+    "x 250; SAC 64 envs x 128 x 250; BPTT 32 envs x 1000 x 64; PWM (64 envs) online 250 / offline 500 "
+    "iterations, the small world model (latent 128, hidden 256)",
     "paper": "the published budget of the variant for the env (e.g. SHAC pwm Ant: 128 x 32 x 2000 = 8.2M)",
 }
 CPU_NUM_ENVS = 64
@@ -60,7 +65,18 @@ VARIANTS: dict[str, dict[str, Any]] = {
     },
     # The released single-task driver (online) and the frozen-model mode (offline).
     "pwm": {"online": PWMConfig(mode="online"), "offline": PWMConfig(mode="offline")},
+    # The paper's other contenders (algorithms §6): rl_games configs of the fork by default, DiffRL's as
+    # variants. BPTT exists in DiffRL only.
+    "ppo": {"fork": PPOConfig(), "diffrl": PPOConfig(hidden=(128, 64, 32), lr=3e-4)},
+    "sac": {
+        "fork": SACConfig(),
+        "diffrl": SACConfig(
+            actor_hidden=(256, 128, 64), critic_hidden=(256, 128, 64), alpha_lr=5e-3, init_alpha=1.0
+        ),
+    },
+    "bptt": {"diffrl": BPTTConfig()},
 }
+_SAC_WIDE = {"actor_hidden": (512, 256), "critic_hidden": (512, 256)}
 PER_ENV: dict[tuple[str, str], dict[str, tuple[dict[str, Any], int]]] = {
     ("shac", "pwm"): {
         "ant": ({"max_epochs": 2000}, 128),
@@ -93,6 +109,23 @@ PER_ENV: dict[tuple[str, str], dict[str, tuple[dict[str, Any], int]]] = {
     },
     ("pwm", "online"): {"ant": ({}, 128)},
     ("pwm", "offline"): {"ant": ({}, 128)},
+    # Actors per env from the fork's env ppo:/sac: blocks and DiffRL's per-env configs (algorithms §6); the
+    # spec gives no DiffRL-era PPO/SAC humanoid nor any BPTT humanoid/SNU settings (generic: 64 envs).
+    ("ppo", "fork"): {"ant": ({}, 2048), "humanoid": ({}, 4096), "snu_humanoid": ({}, 2048)},
+    ("ppo", "diffrl"): {
+        "ant": ({}, 2048),
+        "snu_humanoid": ({"hidden": (512, 512, 256), "max_epochs": 20000}, 1024),
+    },
+    ("sac", "fork"): {
+        "ant": ({}, 128),
+        "humanoid": ({"batch_size": 2048, **_SAC_WIDE}, 64),
+        "snu_humanoid": ({"batch_size": 8192, **_SAC_WIDE}, 256),
+    },
+    ("sac", "diffrl"): {
+        "ant": ({}, 128),
+        "snu_humanoid": ({"actor_hidden": (512, 512, 512, 256), "critic_hidden": (512, 512, 512, 256)}, 256),
+    },
+    ("bptt", "diffrl"): {"ant": ({}, 32)},
 }
 """Per (algo, variant) and env: (settings that differ from the variant's, number of training envs).
 Envs without an entry get the variant's settings and 64 envs (PWM's SHAC configs cover ant, hopper,
@@ -124,6 +157,20 @@ def pwm_data_overrides(preset: str) -> list[str]:
 CPU_WORLD_MODEL = "small"
 """World-model size of the cpu presets (bench.pretrain and a PWM model trained from scratch)."""
 SMOKE_NETWORKS = {"actor_hidden": (32, 32), "critic_hidden": (32, 32), "critic_iterations": 2}
+BASELINE_CPU = {"ppo": (256, 250), "sac": (64, 250), "bptt": (32, 64)}
+"""(envs, iterations) of the cpu preset of PPO, SAC and BPTT: SHAC's 2.05M env-steps, with PPO on more envs
+(its regime is many envs; 32 steps each), SAC on 128 steps per iteration, BPTT on 1000-step windows."""
+BASELINE_SMOKE = {
+    "ppo": {"horizon": 8, "hidden": (32, 32)},
+    "sac": {
+        "steps_per_iteration": 8,
+        "batch_size": 16,
+        "buffer_size": 1024,
+        "actor_hidden": (32, 32),
+        "critic_hidden": (32, 32),
+    },
+    "bptt": {"actor_hidden": (32, 32)},  # its window is the smoke episode: 32 steps
+}
 
 
 @dataclass(frozen=True)
@@ -161,6 +208,13 @@ def published_config(algo: str, variant: str, env: str) -> tuple[Any, int]:
 
 def _budget(algo: str, variant: str, config: Any, num_envs: int, preset: str) -> tuple[Any, int]:
     """The budget preset applied to a published config."""
+    if algo in BASELINE_CPU:
+        if preset == "cpu":
+            envs, iterations = BASELINE_CPU[algo]
+            return replace(config, max_epochs=iterations), envs
+        if preset == "smoke":
+            return replace(config, max_epochs=4, **BASELINE_SMOKE[algo]), 4
+        return config, num_envs
     if preset == "cpu":
         if algo == "shac":
             return replace(config, max_epochs=CPU_ITERATIONS), CPU_NUM_ENVS

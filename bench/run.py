@@ -29,6 +29,7 @@ examples:
   python -m bench.run --algo shac --env ant --seed 0 --preset cpu
   python -m bench.run --algo shac --env ant --variant diffrl --set algo.actor_lr=1e-3 --set env.num_envs=32
   python -m bench.run --algo shac --env ant --save-data --set env.early_termination=false
+  python -m bench.run --algo ppo --env ant --preset cpu      # also sac, bptt (the paper's other contenders)
   python -m bench.run --resume runs/ant/shac/seed0_20250101T000000Z
   python -m bench.run --algo pwm --env ant --preset cpu     # whole pipeline: data, pretrain, policy
   python -m bench.run --algo pwm --env ant --variant offline \\
@@ -62,7 +63,8 @@ class RunOptions(cli.Options):
     """Budget preset (default: paper; see below)."""
     variant: str | None = None
     """Published configuration of the algorithm; shac: pwm (FoRL/PWM, default) or diffrl (original); pwm:
-    online (default, the released single-task driver) or offline (frozen world model)."""
+    online (default, the released single-task driver) or offline (frozen world model); ppo, sac: fork
+    (rl_games configs of the AHAC-era fork, default) or diffrl; bptt: diffrl."""
     world_model: str | None = field(default=None, metadata=cli.option(metavar="CKPT"))
     """pwm: a bench.pretrain checkpoint to learn the policy from (without it the whole pipeline runs)."""
     data: str | None = field(default=None, metadata=cli.option(metavar="DIR"))

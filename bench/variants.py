@@ -7,7 +7,7 @@ two lines of a report, never one line with duplicate seeds.
 
 from __future__ import annotations
 
-DEFAULT_VARIANTS = {"shac": "pwm", "pwm": "online"}
+DEFAULT_VARIANTS = {"shac": "pwm", "pwm": "online", "ppo": "fork", "sac": "fork", "bptt": "diffrl"}
 """The variant ``bench.run`` uses when ``--variant`` is not given."""
 
 

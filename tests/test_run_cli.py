@@ -175,7 +175,7 @@ def test_persistent_nan_fails_and_keeps_last_good_checkpoint(tmp_path: Path, cap
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--algo", "ppo", "--env", TOY], "choose from"),
+        (["--algo", "nope", "--env", TOY], "choose from"),
         (["--algo", "shac", "--env", "nope"], TOY),
         ([*SMOKE[:4], "--preset", "huge"], "smoke"),
         ([*SMOKE, "--set", "algo.nope=1"], "valid keys: algo.activation"),

@@ -114,7 +114,7 @@ def test_a_sweep_may_grow_but_not_change_its_tasks(tmp_path):
 
 def test_bad_arguments_exit_2(tmp_path, capsys):
     for argv in (
-        ["--algos", "ppo", "--envs", "ant", "--seeds", "0"],
+        ["--algos", "nope", "--envs", "ant", "--seeds", "0"],
         ["--algos", "shac", "--envs", "walker", "--seeds", "0"],
         ["--algos", "shac", "--envs", "ant", "--seeds", "0", "--gpus-per-run", "1"],
         ["--algos", "shac", "--envs", "ant", "--seeds", "0", "--set", "algo.horizon=eight"],
