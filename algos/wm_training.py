@@ -69,13 +69,15 @@ def world_model_loss(
         targets = model.encode(obs[1:], task)
     z = model.encode(obs[0], task)
     dynamics = obs.new_zeros(())
-    outputs = []
+    latents = []
     for t in range(horizon):
-        outputs.append(model.reward_output(z, action[t], task))
+        latents.append(z)
         z = model.next(z, action[t], task)
         dynamics = dynamics + rho**t * F.mse_loss(z, targets[t])
+    # The reward head needs no step of the rollout: one call over all H steps (larger, faster matmuls).
+    outputs = model.reward_output(torch.stack(latents), action, task)
     weights = rho ** torch.arange(horizon, device=obs.device, dtype=obs.dtype)
-    reward_loss = (model.reward_loss(torch.stack(outputs), reward) * weights[:, None]).mean()
+    reward_loss = (model.reward_loss(outputs, reward) * weights[:, None]).mean()
     return (dynamics + reward_loss) / horizon, dynamics.detach() / horizon, reward_loss.detach() / horizon
 
 
