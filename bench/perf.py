@@ -33,8 +33,9 @@ import torch
 from tqdm import tqdm
 
 import envs
+from algos.world_model import SIZES
 from bench.algorithms import ALGORITHMS
-from bench.perf_train import train_breakdown
+from bench.perf_train import train_breakdown, world_model_step
 from bench.presets import PRESETS
 from bench.provenance import device_info, git_state, package_versions
 from bench.rundir import atomic_write_bytes
@@ -171,6 +172,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     train.add_argument("--algo", nargs="+", default=["shac"], choices=list(ALGORITHMS), help="algorithms")
     train.add_argument("--preset", default="cpu", choices=PRESETS, help="budget preset whose settings train")
     train.add_argument("--iterations", type=int, default=10, help="timed iterations (after 1 warm-up)")
+    train.add_argument(
+        "--world-model-size",
+        choices=list(SIZES),
+        default=None,
+        help="also time world-model training steps of this size (batch 256 x 16 steps; single: the paper's)",
+    )
     args = parser.parse_args(argv)
     if args.num_envs < 1 or args.horizon < 1 or args.repeats < 1 or args.iterations < 1:
         parser.error("--num-envs, --horizon, --repeats and --iterations must be >= 1")
@@ -204,12 +211,21 @@ def main_train(args: argparse.Namespace) -> int:
         for name in args.env:
             breakdown = train_breakdown(algo, name, args.iterations, args.preset, args.seed, args.device)
             rows += breakdown.rows()
+    if args.world_model_size is not None:
+        for name in args.env:
+            size, device = args.world_model_size, args.device
+            rows.append(world_model_step(name, size, args.iterations, args.seed, device))
     hardware = _provenance(rows, args.device)
     table = pd.DataFrame(rows)
     shown = table[["algo", "env", "category", "seconds_per_iteration", "share", "cpu_seconds_per_iteration"]]
     print(f"hardware: {hardware}; preset {args.preset}, {args.iterations} iterations after 1 warm-up")
     print(shown.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
     for row in rows:
+        if row["category"] == "world_model_step":
+            print(
+                f"world-model step ({row['world_model_size']}, {row['env']}): "
+                f"{row['seconds_per_iteration']:.3f} s ({row['cpu_seconds_per_iteration']:.3f} CPU s)"
+            )
         if row["category"] == "total":
             print(
                 f"{row['algo']} {row['env']}: {row['env_steps_per_s']:,.0f} env-steps/s "

@@ -33,11 +33,11 @@ from typing import Any
 import numpy as np
 
 from algos.wm_training import PretrainedWorldModel, WorldModelTrainer
-from algos.world_model import WorldModel
+from algos.world_model import WorldModel, world_model_config
 from bench import plan
 from bench.algorithms import RunInputs, build_trainer
 from bench.harness import make_env, resolve_run
-from bench.presets import pretrain_settings, run_config
+from bench.presets import PretrainSettings, pretrain_settings, run_config
 
 CATEGORIES = (
     "simulator_forward",
@@ -253,3 +253,41 @@ def train_breakdown(
         cpu_seconds={name: float(value[1]) for name, value in per_iteration.items()},
         torch_threads=run.torch_threads,
     )
+
+
+def world_model_step(
+    env_name: str, size: str = "single", steps: int = 3, seed: int = 0, device: str = "cpu"
+) -> dict[str, Any]:
+    """Seconds per world-model training step (``WorldModelTrainer.train_step``, batch sampling excluded) of
+    the ``size`` model at the paper's training settings (256 sub-trajectories of 16 steps) on synthetic
+    data of the env's sizes, after one untimed step, on one thread; a tidy row."""
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    settings = pretrain_settings("paper", env_name)
+    settings = PretrainSettings(settings.steps, world_model_config(size), settings.train)
+    probe = make_env({"env": env_name, "settings": {"env": {}}}, 1, seed, device)
+    train = settings.train
+    dataset = plan.synthetic_dataset(
+        probe.obs_dim, probe.act_dim, SYNTHETIC_EPISODES, train.horizon + 1, seed
+    )
+    with plan.isolated(settings.torch_threads):
+        model = WorldModel(probe.obs_dim, probe.act_dim, settings.world_model).to(device)
+        trainer = WorldModelTrainer(model, train, seed)
+        batch = trainer.dataset_batch(dataset)
+        trainer.train_step(batch)
+        start = _clocks()
+        for _ in range(steps):
+            trainer.train_step(batch)
+        per_step = (_clocks() - start) / steps
+    return {
+        "algo": "pwm",
+        "env": env_name,
+        "category": "world_model_step",
+        "world_model_size": size,
+        "batch_size": train.batch_size,
+        "horizon": train.horizon,
+        "iterations": steps,
+        "torch_threads": settings.torch_threads,
+        "seconds_per_iteration": float(per_step[0]),
+        "cpu_seconds_per_iteration": float(per_step[1]),
+    }

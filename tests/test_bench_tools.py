@@ -136,9 +136,11 @@ def test_perf_train_cli_appends_rows(tmp_path, capsys):
     out = tmp_path / "train.csv"
     argv = ["--train", "--algo", "shac", "--env", "ant", "--preset", "smoke", "--iterations", "1"]
     assert perf.main([*argv, "--out", str(out)]) == 0
-    assert perf.main([*argv, "--out", str(out)]) == 0
+    assert perf.main([*argv, "--world-model-size", "tiny", "--out", str(out)]) == 0
     table = pd.read_csv(out)
-    assert len(table) == 2 * (len(perf_train.CATEGORIES) + 1)
+    assert len(table) == 2 * (len(perf_train.CATEGORIES) + 1) + 1
+    step = table[table["category"] == "world_model_step"].iloc[0]
+    assert step["world_model_size"] == "tiny" and step["seconds_per_iteration"] > 0
     assert {"hardware", "git_commit", "cpu_seconds_per_iteration"} <= set(table.columns)
     assert "env-steps/s" in capsys.readouterr().out
     with pytest.raises(SystemExit) as exit_info:
