@@ -88,15 +88,19 @@ def world_model_config(size: str = "single", **changes: Any) -> WorldModelConfig
 
 
 class _GroupSoftmax(torch.autograd.Function):
-    """Softmax over the last dim, written out: torch's kernel is ~5x slower for groups as short as 8 on a
-    CPU core. Same function, rounding differs (~1e-7)."""
+    """Softmax over the last dim, written out: torch's kernel is slow for groups as short as 8 on a CPU core.
+    Same function, rounding differs (~1e-7). Functorch style, so ``torch.func.vmap`` works."""
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, x):  # noqa: ANN001, ANN205 - autograd signature
+    def forward(x):  # noqa: ANN001, ANN205 - autograd signature
         y = (x - x.amax(dim=-1, keepdim=True)).exp_()
-        y = y.div_(y.sum(dim=-1, keepdim=True))
-        ctx.save_for_backward(y)
-        return y
+        return y.div_(y.sum(dim=-1, keepdim=True))
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):  # noqa: ANN001, ANN205
+        ctx.save_for_backward(output)
 
     @staticmethod
     def backward(ctx, grad):  # noqa: ANN001, ANN205

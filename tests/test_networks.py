@@ -35,6 +35,18 @@ def test_simnorm_is_a_softmax_per_group() -> None:
     )
 
 
+def test_activations_work_under_vmap_and_its_gradient() -> None:
+    """The landscape evaluates the actor with torch.func.vmap over stacked parameters and backpropagates."""
+    weights = torch.randn(3, 4, 16, requires_grad=True)
+    x = torch.randn(3, 5, 4)
+    for module in (Mish(), SimNorm(8)):
+        out = torch.func.vmap(lambda w, o, m=module: m(o @ w))(weights, x)
+        torch.testing.assert_close(out, module(x @ weights))
+        (grad,) = torch.autograd.grad(out.square().sum(), weights)
+        (expected,) = torch.autograd.grad(module(x @ weights).square().sum(), weights)
+        torch.testing.assert_close(grad, expected)
+
+
 def _reference_fit(critic, optimizer, inputs, targets, iterations, num_batches, grad_clip, generator):
     """The plain loop: index every minibatch, zero nan/inf gradient entries, clip, step."""
     batch_size = inputs.shape[0] // num_batches
