@@ -58,25 +58,34 @@ def fit_critic(
     count = inputs.shape[0]
     num_batches = min(num_batches, count)
     batch_size = count // num_batches
+    used = batch_size * num_batches
     params = list(critic.parameters())
-    grad_norms: list[float] = []
+    grad_norms = []
     nonfinite_steps = 0
-    pass_losses: list[float] = []
+    pass_losses = []
     for _ in range(iterations):
         order = torch.randperm(count, generator=generator, device=generator.device).to(inputs.device)
+        # One gather per pass, the minibatches are views of it.
+        batch_inputs = inputs[order[:used]].view(num_batches, batch_size, -1)
+        batch_targets = targets[order[:used]].view(num_batches, batch_size)
         pass_losses = []
-        for start in range(0, batch_size * num_batches, batch_size):
-            index = order[start : start + batch_size]
-            loss = (critic(inputs[index]) - targets[index]).square().mean()
+        for x, target in zip(batch_inputs, batch_targets, strict=True):
+            loss = (critic(x) - target).square().mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            nonfinite_steps += int(zero_nonfinite_gradients(params))
-            grad_norms.append(float(torch.nn.utils.clip_grad_norm_(params, grad_clip)))
+            grads = [p.grad for p in params if p.grad is not None]
+            norm = torch.nn.utils.get_total_norm(grads)
+            if not bool(torch.isfinite(norm)):  # only then look for nan/inf entries, one parameter at a time
+                nonfinite_steps += int(zero_nonfinite_gradients(params))
+                norm = torch.nn.utils.get_total_norm(grads)
+            torch.nn.utils.clip_grads_with_norm_(params, grad_clip, norm)
+            grad_norms.append(norm)
             optimizer.step()
-            pass_losses.append(float(loss.detach()))
+            pass_losses.append(loss.detach())
+    losses, norms = torch.stack(pass_losses).tolist(), torch.stack(grad_norms).tolist()
     return CriticFitStats(
-        loss=sum(pass_losses) / max(len(pass_losses), 1),
-        grad_norm=sum(grad_norms) / max(len(grad_norms), 1),
+        loss=sum(losses) / len(losses),
+        grad_norm=sum(norms) / len(norms),
         nonfinite_grad_steps=nonfinite_steps,
     )
 

@@ -73,24 +73,24 @@ def world_model_loss(
     optional ``would_terminate`` [H, B] (the termination term needs it and a termination head; else 0)."""
     horizon = action.shape[0]
     use_termination = would_terminate is not None and model.termination_head is not None
-    latents = []
     with torch.no_grad():
         targets = model.encode(obs[1:], task)
     z = model.encode(obs[0], task)
     dynamics = obs.new_zeros(())
-    outputs = []
+    latents, next_latents = [], []
     for t in range(horizon):
-        outputs.append(model.reward_output(z, action[t], task))
+        latents.append(z)
         z = model.next(z, action[t], task)
         dynamics = dynamics + rho**t * F.mse_loss(z, targets[t])
-        if use_termination:
-            latents.append(z)
+        next_latents.append(z)
+    # The reward head needs no step of the rollout: one call over all H steps (larger, faster matmuls).
+    outputs = model.reward_output(torch.stack(latents), action, task)
     weights = rho ** torch.arange(horizon, device=obs.device, dtype=obs.dtype)
-    reward_loss = (model.reward_loss(torch.stack(outputs), reward) * weights[:, None]).mean()
+    reward_loss = (model.reward_loss(outputs, reward) * weights[:, None]).mean()
     loss = (dynamics + reward_loss) / horizon
     termination = obs.new_zeros(())
     if use_termination:
-        logits = model.termination_logit(torch.stack(latents), task)
+        logits = model.termination_logit(torch.stack(next_latents), task)
         termination = F.binary_cross_entropy_with_logits(logits, would_terminate.to(logits.dtype))
         loss = loss + termination_coef * termination
     return loss, dynamics.detach() / horizon, reward_loss.detach() / horizon, termination.detach()

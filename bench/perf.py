@@ -8,6 +8,12 @@ with the 5th-percentile (slow-tail) throughput.
 One env-step = one control step (1/60 s) of one env.
 
     python -m bench.perf --env ant humanoid --num-envs 64 --horizon 32 --out results/perf/perf_cpu.csv
+
+``--train``: where a training iteration's time goes instead (``bench.perf_train``): simulator forward and
+backward, actor, critic and world-model updates, evaluation and the rest, per iteration and as shares,
+for the ``--preset`` settings (default ``cpu``); rows are appended to ``--out``.
+
+    python -m bench.perf --train --algo shac pwm --env ant --iterations 10 --out results/perf/train_cpu.csv
 """
 
 from __future__ import annotations
@@ -27,6 +33,10 @@ import torch
 from tqdm import tqdm
 
 import envs
+from algos.world_model import SIZES
+from bench.algorithms import ALGORITHMS
+from bench.perf_train import train_breakdown, world_model_step
+from bench.presets import PRESETS
 from bench.provenance import device_info, git_state, package_versions
 from bench.rundir import atomic_write_bytes
 
@@ -154,22 +164,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", help="'cpu' or 'cuda[:i]'")
     parser.add_argument("--repeats", type=int, default=5, help="measured windows per mode (median reported)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=None, help="CSV file to write (rows are also printed)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="CSV to write (--train: to append to); rows are also printed"
+    )
+    train = parser.add_argument_group("training breakdown (--train)")
+    train.add_argument("--train", action="store_true", help="time training iterations instead of the env")
+    train.add_argument("--algo", nargs="+", default=["shac"], choices=list(ALGORITHMS), help="algorithms")
+    train.add_argument("--preset", default="cpu", choices=PRESETS, help="budget preset whose settings train")
+    train.add_argument("--iterations", type=int, default=10, help="timed iterations (after 1 warm-up)")
+    train.add_argument(
+        "--world-model-size",
+        choices=list(SIZES),
+        default=None,
+        help="also time world-model training steps of this size (batch 256 x 16 steps; single: the paper's)",
+    )
     args = parser.parse_args(argv)
-    if args.num_envs < 1 or args.horizon < 1 or args.repeats < 1:
-        parser.error("--num-envs, --horizon and --repeats must be >= 1")
+    if args.num_envs < 1 or args.horizon < 1 or args.repeats < 1 or args.iterations < 1:
+        parser.error("--num-envs, --horizon, --repeats and --iterations must be >= 1")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error("--device cuda requested but no CUDA device is visible; use --device cpu")
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    torch.set_num_threads(1)  # the Warp CPU kernels are single-threaded; measure one core
-    rows = []
-    for name in tqdm(args.env, desc="bench.perf", disable=not sys.stderr.isatty()):
-        rows += measure(name, args.num_envs, args.horizon, args.device, args.repeats, args.seed)
-    info = device_info(args.device)
+def _provenance(rows: list[dict], device: str) -> str:
+    """Add hardware, time, git commit and package versions to every row; returns the hardware."""
+    info = device_info(device)
     hardware = info.get("gpu_model") or f"{info['cpu_model']} (1 core of {info['cpu_count']})"
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     versions = package_versions()
@@ -179,8 +198,57 @@ def main(argv: list[str] | None = None) -> int:
             hardware=hardware,
             measured_at=stamp,
             git_commit=git.get("commit", "unknown"),
+            git_dirty=git.get("dirty", "unknown"),
             **{f"version_{k}": v for k, v in versions.items()},
         )
+    return hardware
+
+
+def main_train(args: argparse.Namespace) -> int:
+    """``--train``: the per-iteration breakdown of each algo on each env; rows appended to ``--out``."""
+    rows = []
+    for algo in args.algo:
+        for name in args.env:
+            breakdown = train_breakdown(algo, name, args.iterations, args.preset, args.seed, args.device)
+            rows += breakdown.rows()
+    if args.world_model_size is not None:
+        for name in args.env:
+            size, device = args.world_model_size, args.device
+            rows.append(world_model_step(name, size, args.iterations, args.seed, device))
+    hardware = _provenance(rows, args.device)
+    table = pd.DataFrame(rows)
+    shown = table[["algo", "env", "category", "seconds_per_iteration", "share", "cpu_seconds_per_iteration"]]
+    print(f"hardware: {hardware}; preset {args.preset}, {args.iterations} iterations after 1 warm-up")
+    print(shown.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    for row in rows:
+        if row["category"] == "world_model_step":
+            print(
+                f"world-model step ({row['world_model_size']}, {row['env']}): "
+                f"{row['seconds_per_iteration']:.3f} s ({row['cpu_seconds_per_iteration']:.3f} CPU s)"
+            )
+        if row["category"] == "total":
+            print(
+                f"{row['algo']} {row['env']}: {row['env_steps_per_s']:,.0f} env-steps/s "
+                f"({row['env_steps_per_cpu_s']:,.0f} per CPU second)"
+            )
+    if args.out is not None:
+        if args.out.exists():
+            table = pd.concat([pd.read_csv(args.out), table], ignore_index=True)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(args.out, table.to_csv(index=False).encode())
+        print(f"appended to {args.out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.train:
+        return main_train(args)  # each run sets its own thread count (run.torch_threads)
+    torch.set_num_threads(1)  # the Warp CPU kernels are single-threaded; measure one core
+    rows = []
+    for name in tqdm(args.env, desc="bench.perf", disable=not sys.stderr.isatty()):
+        rows += measure(name, args.num_envs, args.horizon, args.device, args.repeats, args.seed)
+    hardware = _provenance(rows, args.device)
     table = pd.DataFrame(rows)
     shown = table[
         [

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 import mujoco
 import pandas as pd
 import pytest
 
 import envs
-from bench import perf, publish, rundir
+from bench import perf, perf_train, publish, rundir
 
 
 def test_perf_writes_a_table_with_forward_backward_and_mujoco_rows(tmp_path, capsys):
@@ -73,4 +75,75 @@ def test_publish_refuses_incomplete_runs(tmp_path):
     run = make_run(tmp_path / "runs", "interrupted")
     with pytest.raises(SystemExit) as exit_info:
         publish.main([str(run), "--out", str(tmp_path / "results")])
+    assert exit_info.value.code == 2
+
+
+@pytest.mark.parametrize("algo", ["shac", "pwm"])
+def test_train_breakdown_covers_the_iteration(algo):
+    """Every category is timed (exclusive times: shares sum to 1) and each wrapped piece lands in its own
+    category."""
+    breakdown = perf_train.train_breakdown(algo, "ant", iterations=2, preset="smoke")
+    rows = breakdown.rows()
+    assert [row["category"] for row in rows] == [*perf_train.CATEGORIES, "total"]
+    parts = rows[:-1]
+    assert sum(row["share"] for row in parts) == pytest.approx(1.0)
+    assert sum(row["cpu_share"] for row in parts) == pytest.approx(1.0)
+    assert all(row["seconds_per_iteration"] >= 0.0 for row in parts)
+    seconds = breakdown.seconds
+    assert seconds["simulator_forward"] > 0 and seconds["actor_update"] > 0 and seconds["critic_update"] > 0
+    assert seconds["evaluation"] > 0
+    # SHAC differentiates through the simulator; online PWM through its world model, which it fine-tunes.
+    assert (seconds["simulator_backward"] > 0) == (algo == "shac")
+    assert (seconds["world_model_update"] > 0) == (algo == "pwm")
+    assert rows[-1]["env_steps_per_s"] == pytest.approx(breakdown.env_steps_per_iteration / breakdown.total)
+
+
+def test_section_timer_charges_nested_calls_to_their_own_category():
+    timer = perf_train.SectionTimer()
+    inner = timer.wrap("simulator_backward", lambda: time.sleep(0.02))
+    outer = timer.wrap("actor_update", lambda: (inner(), time.sleep(0.01)))
+    outer()
+    wall = {name: value[0] for name, value in timer.seconds.items()}
+    assert 0.015 < wall["simulator_backward"] < 0.2
+    assert 0.005 < wall["actor_update"] < wall["simulator_backward"]
+    with pytest.raises(ValueError, match="unknown category"):
+        timer.wrap("nap", lambda: None)
+
+
+def test_instrumented_restores_methods_and_attributes():
+    class Sim:
+        def backward(self):
+            return "backward"
+
+    class Env:
+        def __init__(self):
+            self.sim = Sim()
+
+        def step(self):
+            return "step"
+
+    env, critic_update = Env(), (lambda: "critic")
+    trainer = type("Trainer", (), {})()
+    trainer.actor_step, trainer.critic_update = (lambda: "actor"), critic_update
+    timer = perf_train.SectionTimer()
+    with perf_train.instrumented(trainer, env, timer):
+        assert "step" in vars(env) and env.step() == "step" and trainer.critic_update() == "critic"
+    assert "step" not in vars(env) and "backward" not in vars(env.sim)
+    assert trainer.critic_update is critic_update
+    assert timer.seconds["simulator_forward"][0] > 0
+
+
+def test_perf_train_cli_appends_rows(tmp_path, capsys):
+    out = tmp_path / "train.csv"
+    argv = ["--train", "--algo", "shac", "--env", "ant", "--preset", "smoke", "--iterations", "1"]
+    assert perf.main([*argv, "--out", str(out)]) == 0
+    assert perf.main([*argv, "--world-model-size", "tiny", "--out", str(out)]) == 0
+    table = pd.read_csv(out)
+    assert len(table) == 2 * (len(perf_train.CATEGORIES) + 1) + 1
+    step = table[table["category"] == "world_model_step"].iloc[0]
+    assert step["world_model_size"] == "tiny" and step["seconds_per_iteration"] > 0
+    assert {"hardware", "git_commit", "cpu_seconds_per_iteration"} <= set(table.columns)
+    assert "env-steps/s" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        perf.main(["--train", "--algo", "dreamer"])
     assert exit_info.value.code == 2
