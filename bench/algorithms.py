@@ -15,12 +15,17 @@ import torch
 from algos.dataset import EpisodeDataset, EpisodeRecorder
 from algos.pwm import PWM, PWMConfig
 from algos.shac import SHAC, SHACConfig
+from algos.tdmpc2 import TDMPC2, TDMPC2Config
 from algos.wm_training import PretrainedWorldModel
 from bench.settings import ConfigError
 
 
 class Trainer(Protocol):
-    """What the harness needs from an algorithm (``algos.shac.SHAC`` is one)."""
+    """What the harness needs from an algorithm (``algos.shac.SHAC`` is one).
+
+    Optional: ``export_world_model() -> algos.wm_training.WorldModelTrainer`` (TD-MPC2); the harness then
+    writes the trained world model at every checkpoint as ``checkpoints/world_model.pt``, which PWM loads.
+    """
 
     iteration: int
     max_iterations: int
@@ -69,6 +74,7 @@ ALGORITHMS: dict[str, Algorithm] = {
         lambda env, config, seed, inputs: PWM(env, config, seed, inputs.world_model, inputs.dataset),
         inputs=("world_model", "dataset"),
     ),
+    "tdmpc2": Algorithm(TDMPC2Config, lambda env, config, seed, inputs: TDMPC2(env, config, seed)),
 }
 
 

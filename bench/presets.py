@@ -19,8 +19,10 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from algos.config import JsonConfig
+from algos.mppi import MPPIConfig
 from algos.pwm import PWMConfig
 from algos.shac import SHACConfig
+from algos.tdmpc2 import TDMPC2Config, tdmpc2_world_model
 from algos.wm_training import WMTrainConfig
 from algos.world_model import WorldModelConfig, world_model_config
 from bench.algorithms import check_algo
@@ -59,8 +61,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
     },
     # The released single-task driver (online) and the frozen-model mode (offline).
     "pwm": {"online": PWMConfig(mode="online"), "offline": PWMConfig(mode="offline")},
+    # TD-MPC2's single-task defaults; "pwm": how PWM's world models were trained (algorithms §4:
+    # horizon=16 rho=0.99 batch_size=1024 mpc=false).
+    "tdmpc2": {
+        "tdmpc2": TDMPC2Config(),
+        "pwm": TDMPC2Config(horizon=16, rho=0.99, batch_size=1024, plan=False),
+    },
 }
-DEFAULT_VARIANTS = {"shac": "pwm", "pwm": "online"}
+DEFAULT_VARIANTS = {"shac": "pwm", "pwm": "online", "tdmpc2": "tdmpc2"}
 PER_ENV: dict[tuple[str, str], dict[str, tuple[dict[str, Any], int]]] = {
     ("shac", "pwm"): {
         "ant": ({"max_epochs": 2000}, 128),
@@ -80,6 +88,11 @@ PER_ENV: dict[tuple[str, str], dict[str, tuple[dict[str, Any], int]]] = {
     },
     ("pwm", "online"): {"ant": ({}, 128)},
     ("pwm", "offline"): {"ant": ({}, 128)},
+    # TD-MPC2 steps one env (10M steps = 10,000 iterations of 1000 steps).
+    **{
+        ("tdmpc2", v): {env: ({}, 1) for env in ("ant", "humanoid", "snu_humanoid")}
+        for v in ("tdmpc2", "pwm")
+    },
 }
 """Per (algo, variant) and env: (settings that differ from the variant's, number of training envs).
 Envs without an entry get the variant's settings and 64 envs."""
@@ -131,6 +144,8 @@ def published_config(algo: str, variant: str, env: str) -> tuple[Any, int]:
 
 def _budget(algo: str, variant: str, config: Any, num_envs: int, preset: str) -> tuple[Any, int]:
     """The budget preset applied to a published config."""
+    if algo == "tdmpc2":
+        return _tdmpc2_budget(config, num_envs, preset)
     if preset == "cpu":
         if algo == "shac":
             return replace(config, max_epochs=CPU_ITERATIONS), CPU_NUM_ENVS
@@ -146,6 +161,36 @@ def _budget(algo: str, variant: str, config: Any, num_envs: int, preset: str) ->
                 wm_bootstrap_steps=4,
             )
         return config, 4
+    return config, num_envs
+
+
+# TD-MPC2 on one CPU core: the small world model, 16 envs, a smaller planner (MPPI over 128 samples, 4
+# iterations; TD-MPC2: 512, 6); cost measured in the README (TD-MPC2 section).
+TDMPC2_CPU = {
+    "world_model": tdmpc2_world_model(CPU_WORLD_MODEL),
+    "steps_per_iteration": 64,
+    "max_epochs": 100,
+    "seed_steps": 5_000,
+    "seed_updates": 500,
+    "mppi": MPPIConfig(iterations=4, num_samples=128, num_elites=16, num_policy_trajectories=8),
+}
+TDMPC2_CPU_NUM_ENVS = 16
+TDMPC2_SMOKE = {
+    "world_model": tdmpc2_world_model("tiny"),
+    "batch_size": 16,
+    "steps_per_iteration": 8,
+    "max_epochs": 4,
+    "seed_steps": 32,
+    "seed_updates": 4,
+    "mppi": MPPIConfig(iterations=2, num_samples=16, num_elites=4, num_policy_trajectories=4),
+}
+
+
+def _tdmpc2_budget(config: TDMPC2Config, num_envs: int, preset: str) -> tuple[TDMPC2Config, int]:
+    if preset == "cpu":
+        return replace(config, **TDMPC2_CPU), TDMPC2_CPU_NUM_ENVS
+    if preset == "smoke":
+        return replace(config, **TDMPC2_SMOKE), 4
     return config, num_envs
 
 
