@@ -281,6 +281,7 @@ class TDMPC2:
         self.iteration = 0
         self.nonfinite_model_steps = 0
         self.nonfinite_plan_scores = 0
+        self.nonfinite_samples = 0
         self.planner = _LatentPlanner(self)
         self.q.eval()  # dropout only inside updates
         env.reset()
@@ -327,6 +328,7 @@ class TDMPC2:
         """``steps_per_iteration`` env steps, each followed (after seeding) by its gradient updates."""
         cfg = self.config
         totals: dict[str, float] = {}
+        reports: dict[str, int] = {}
         updates = 0
         plan_time = update_time = 0.0
         terminations = truncations = 0
@@ -359,9 +361,10 @@ class TDMPC2:
                 for _ in range(count):
                     for name, value in self.update().items():
                         totals[name] = totals.get(name, 0.0) + value
+                        reports[name] = reports.get(name, 0) + 1
                 update_time += time.perf_counter() - start
                 updates += count
-        metrics = {name: value / updates for name, value in totals.items()}
+        metrics = {name: value / reports[name] for name, value in totals.items()}  # means per update
         metrics.update(
             updates=float(updates),
             collect_only=float(updates == 0),
@@ -402,45 +405,70 @@ class TDMPC2:
     # -- one gradient update -------------------------------------------------------------------------
 
     def update(self) -> dict[str, float]:
-        """One model + Q update, one policy-prior update and the target Polyak step on a replay batch."""
+        """One model + Q update, one policy-prior update and the target Polyak step on a replay batch.
+
+        Windows with a nan/inf observation, reward or value target are left out and counted (a two-hot
+        target of nan has no bin); a batch with none left is skipped."""
         cfg = self.config
         batch = self.replay.sample(cfg.batch_size, cfg.horizon, self.generator)
-        obs = batch["obs"].transpose(0, 1)
-        action, reward = batch["action"].transpose(0, 1), batch["reward"].transpose(0, 1)
-        terminated = batch["terminated"].transpose(0, 1)
+        obs, action = batch["obs"].transpose(0, 1), batch["action"].transpose(0, 1)
+        reward, terminated = batch["reward"].transpose(0, 1), batch["terminated"].transpose(0, 1)
         # Dropout masks come from a stream seeded by the trainer's generator, so a checkpoint carries them.
         dropout_seed = int(torch.randint(2**62, (1,), generator=self.generator, device=self.device))
+        with torch.no_grad():
+            next_z = self.world_model.encode(obs[1:])
+            targets = self.value_targets(next_z, reward, terminated)
+        keep = torch.isfinite(obs).all(-1).all(0) & torch.isfinite(targets).all(0)
+        dropped = int((~keep).sum())
+        self.nonfinite_samples += dropped
+        if not bool(keep.any()):
+            return {"nonfinite_samples": float(dropped)}
+        if dropped:
+            kept = (x[:, keep] for x in (obs, next_z, action, reward, targets))
+            obs, next_z, action, reward, targets = kept
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(dropout_seed)
             self.q.train()
             try:
-                metrics, latents = self._model_update(obs, action, reward, terminated)
+                metrics, latents = self._model_update(obs[0], next_z, action, reward, targets)
                 metrics.update(self._policy_update(latents))
             finally:
                 self.q.eval()
         polyak_update(self.target_q, self.q, 1.0 - cfg.tau)
+        metrics["nonfinite_samples"] = float(dropped)
         return metrics
 
+    @torch.no_grad()
+    def value_targets(
+        self, next_z: torch.Tensor, reward: torch.Tensor, terminated: torch.Tensor
+    ) -> torch.Tensor:
+        """y_t = r_t + gamma (1 - terminated_t) min of 2 random target Q's at (z', pi(z')); [H, B]."""
+        model = self.world_model
+        next_action = self.policy.sample(next_z, self.generator)[0]
+        pair = torch.randperm(self.config.num_q, generator=self.generator, device=self.device)[:2]
+        next_q = model.decode_reward(self.target_q(next_z, next_action)[pair]).min(dim=0).values
+        return reward + self.gamma * (~terminated).float() * next_q
+
     def _model_update(
-        self, obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor, terminated: torch.Tensor
+        self,
+        obs: torch.Tensor,
+        next_z: torch.Tensor,
+        action: torch.Tensor,
+        reward: torch.Tensor,
+        targets: torch.Tensor,
     ) -> tuple[dict[str, float], torch.Tensor]:
+        """One step on the model + Q losses from first observations ``obs`` [B, d] and the encoded later
+        ones ``next_z`` [H, B, L]; returns the metrics and the rollout latents [H+1, B, L] (detached)."""
         cfg, model, horizon = self.config, self.world_model, self.config.horizon
-        with torch.no_grad():
-            next_z = model.encode(obs[1:])
-            next_action = self.policy.sample(next_z, self.generator)[0]
-            pair = torch.randperm(cfg.num_q, generator=self.generator, device=self.device)[:2]
-            target_logits = self.target_q(next_z, next_action)[pair]
-            next_q = model.decode_reward(target_logits).min(dim=0).values
-            targets = reward + self.gamma * (~terminated).float() * next_q
-        z = model.encode(obs[0])
+        z = model.encode(obs)
         latents, consistency = [z], obs.new_zeros(())
         for t in range(horizon):
             z = model.next(z, action[t])
             consistency = consistency + cfg.rho**t * F.mse_loss(z, next_z[t])
             latents.append(z)
         rollout = torch.stack(latents[:-1])
-        weights = cfg.rho ** torch.arange(horizon, device=self.device, dtype=obs.dtype)[:, None]
+        weights = cfg.rho ** torch.arange(horizon, device=self.device, dtype=z.dtype)[:, None]
         reward_loss = (
             (model.reward_loss(model.reward_output(rollout, action), reward) * weights).mean(1).sum()
         )
@@ -503,11 +531,12 @@ class TDMPC2:
 
     def nonfinite_totals(self) -> dict[str, int]:
         """Counts over the run: skipped policy updates, model updates with zeroed gradients, planner
-        trajectory scores that were nan/inf."""
+        trajectory scores that were nan/inf, replay windows left out of updates for nan/inf values."""
         return {
             "nonfinite_actor_windows": self.policy_step.nonfinite_windows,
             "nonfinite_model_steps": self.nonfinite_model_steps,
             "nonfinite_plan_scores": self.nonfinite_plan_scores,
+            "nonfinite_samples": self.nonfinite_samples,
         }
 
     def state_dict(self) -> dict[str, Any]:
@@ -547,5 +576,6 @@ class TDMPC2:
         self.policy_step.nonfinite_windows = totals["nonfinite_actor_windows"]
         self.nonfinite_model_steps = totals["nonfinite_model_steps"]
         self.nonfinite_plan_scores = totals["nonfinite_plan_scores"]
+        self.nonfinite_samples = totals["nonfinite_samples"]
         self.episodes.load_state_dict(state["episodes"])
         self.env.load_state_dict(state["env"])
