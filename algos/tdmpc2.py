@@ -381,6 +381,7 @@ class TDMPC2:
         return metrics
 
     def _training_action(self, obs: torch.Tensor, seeding: bool) -> torch.Tensor:
+        """Uniform random while seeding; else MPPI warm-started and exploring (or a sample of the prior)."""
         if seeding:
             shape = (self.env.num_envs, self.env.act_dim)
             return torch.rand(shape, generator=self.generator, device=self.device) * 2 - 1
