@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from algos import tdmpc2 as tdmpc2_module
+from algos.dataset import load_dataset
 from algos.mppi import MPPIConfig
 from algos.pwm import PWM, PWMConfig
 from algos.tdmpc2 import TDMPC2, PolicyPrior, TDMPC2Config, heuristic_discount, tdmpc2_world_model
@@ -304,6 +305,10 @@ def test_cli_run_resume_report_and_pwm_on_its_world_model(tmp_path: Path) -> Non
             assert torch.equal(tensor, final[1]["trainer"][part][name]), (part, name)
     replays = [f["trainer"]["replay"] for f in final]
     assert replays[0]["count"] == 6 * 8 and torch.equal(replays[0]["obs"], replays[1]["obs"])
+    data = [load_dataset(r / rundir.DATA) for r in (straight, resumed)]
+    assert data[0].num_episodes == 4 * 6 * 8 // 32  # every env finished its 32-step episodes (--save-data)
+    for field in ("obs", "action", "action_raw", "reward", "epoch", "episode_id"):
+        np.testing.assert_array_equal(getattr(data[0], field), getattr(data[1], field))
 
     summary = rundir.read_summary(straight)
     assert summary["status"] == "complete" and summary["env_steps"]["training"] == 6 * 8 * 4
