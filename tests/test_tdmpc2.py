@@ -23,9 +23,11 @@ from algos.window_replay import WindowReplay
 from algos.wm_training import WMTrainConfig, load_world_model, world_model_checkpoint
 from algos.world_model import world_model_config
 from bench import report, rundir
-from bench.harness import evaluate, start_run
+from bench.algorithms import RunInputs
+from bench.harness import evaluate, resolve_run, start_run
 from bench.presets import resolve_settings
 from bench.run import main
+from bench.settings import ConfigError
 from tests.toy_envs import make_toy_env, register_toy_env
 
 TOY = register_toy_env()
@@ -261,6 +263,12 @@ def test_exported_world_model_loads_into_pwm(tmp_path: Path) -> None:
         )
     assert math.isfinite(pwm.train_iteration()["actor_loss"])
     assert pwm.data_env_steps == 40  # the env steps that trained the model are reported as PWM's data
+    # bench.run takes the model's reward normalisation (off) and refuses a --set that contradicts it.
+    settings = resolve_run("pwm", TOY, RunInputs(world_model=loaded), preset="smoke")["settings"]
+    assert settings["algo"]["model_training"]["rew_rms"] is False
+    with pytest.raises(ConfigError, match="rew_rms=false"):
+        override = ["algo.model_training.rew_rms=true"]
+        resolve_run("pwm", TOY, RunInputs(world_model=loaded), preset="smoke", overrides=override)
 
 
 SMOKE = ["--algo", "tdmpc2", "--env", TOY, "--preset", "smoke"]
@@ -306,7 +314,7 @@ def test_cli_run_resume_report_and_pwm_on_its_world_model(tmp_path: Path) -> Non
     replays = [f["trainer"]["replay"] for f in final]
     assert replays[0]["count"] == 6 * 8 and torch.equal(replays[0]["obs"], replays[1]["obs"])
     data = [load_dataset(r / rundir.DATA) for r in (straight, resumed)]
-    assert data[0].num_episodes == 4 * 6 * 8 // 32  # every env finished its 32-step episodes (--save-data)
+    assert data[0].num_episodes == 4  # 48 steps per env: each of the 4 envs finished one 32-step episode
     for field in ("obs", "action", "action_raw", "reward", "epoch", "episode_id"):
         np.testing.assert_array_equal(getattr(data[0], field), getattr(data[1], field))
 
