@@ -18,12 +18,17 @@ from algos.ppo import PPO, PPOConfig
 from algos.pwm import PWM, PWMConfig
 from algos.sac import SAC, SACConfig
 from algos.shac import SHAC, SHACConfig
+from algos.tdmpc2 import TDMPC2, TDMPC2Config
 from algos.wm_training import PretrainedWorldModel
 from bench.settings import ConfigError
 
 
 class Trainer(Protocol):
-    """What the harness needs from an algorithm (``algos.shac.SHAC`` is one)."""
+    """What the harness needs from an algorithm (``algos.shac.SHAC`` is one).
+
+    Optional: ``export_world_model() -> algos.wm_training.WorldModelTrainer`` (TD-MPC2); the harness then
+    writes the trained world model at every checkpoint as ``checkpoints/world_model.pt``, which PWM loads.
+    """
 
     iteration: int
     max_iterations: int
@@ -75,6 +80,7 @@ ALGORITHMS: dict[str, Algorithm] = {
     "ppo": Algorithm(PPOConfig, lambda env, config, seed, inputs: PPO(env, config, seed)),
     "sac": Algorithm(SACConfig, lambda env, config, seed, inputs: SAC(env, config, seed)),
     "bptt": Algorithm(BPTTConfig, lambda env, config, seed, inputs: BPTT(env, config, seed)),
+    "tdmpc2": Algorithm(TDMPC2Config, lambda env, config, seed, inputs: TDMPC2(env, config, seed)),
 }
 
 

@@ -21,6 +21,7 @@ run with status "failed", keeping the last good checkpoint. These lifecycle piec
 
 from __future__ import annotations
 
+import io
 import math
 import random
 import time
@@ -34,6 +35,7 @@ import torch
 
 import envs
 from algos.dataset import DatasetWriter, EpisodeRecorder
+from algos.wm_training import world_model_checkpoint
 from bench import lifecycle, plan, rundir
 from bench.algorithms import ALGORITHMS, RunInputs, Trainer, build_trainer
 from bench.inputs import load_inputs
@@ -206,8 +208,15 @@ class _Session:
         }
 
     def save_checkpoint(self, final: bool = False) -> None:
-        """``latest.pt`` (and ``final.pt``) with everything :meth:`restore` needs."""
+        """``latest.pt`` (and ``final.pt``) with everything :meth:`restore` needs; for a trainer that
+        exports its world model, ``world_model.pt`` too (trained on this run's env steps)."""
         lifecycle.save_checkpoint(self.run_dir, self.checkpoint_state(), final)
+        export = getattr(self.trainer, "export_world_model", None)
+        if export is not None:
+            data = {"path": str(self.run_dir.resolve()), "dataset_transitions": self.env_steps}
+            buffer = io.BytesIO()
+            torch.save(world_model_checkpoint(export(), data), buffer)
+            rundir.atomic_write_bytes(rundir.checkpoint(self.run_dir, rundir.WORLD_MODEL), buffer.getvalue())
         self.checkpoint_iteration = self.trainer.iteration
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -412,7 +421,8 @@ def resolve_run(
 ) -> dict[str, Any]:
     """A run's ``config.json`` content before it starts (ConfigError for invalid settings).
 
-    A pretrained model in ``inputs`` brings its architecture: ``settings.algo.world_model`` records it;
+    A pretrained model in ``inputs`` brings its architecture (``settings.algo.world_model`` records it) and
+    its reward normalisation (``settings.algo.model_training.rew_rms``);
     ``paths`` are the files the inputs were read from.
     """
     variant = variant or default_variant(algo)
@@ -421,6 +431,16 @@ def resolve_run(
         if any(o.startswith("algo.world_model.") or o.startswith("algo.world_model=") for o in overrides):
             raise ConfigError("algo.world_model comes from the --world-model checkpoint; it cannot be set")
         settings["algo"]["world_model"] = inputs.world_model.config.to_dict()
+        # ... and its reward normalisation (a TD-MPC2 model regresses raw rewards: rew_rms off).
+        training = settings["algo"].get("model_training")
+        normalized = inputs.world_model.trainer_state["rew_rms"] is not None
+        if training is not None and training["rew_rms"] != normalized:
+            if any(o.startswith("algo.model_training.rew_rms=") for o in overrides):
+                raise ConfigError(
+                    f"the --world-model checkpoint was trained with rew_rms={str(normalized).lower()}; "
+                    "algo.model_training.rew_rms cannot differ"
+                )
+            training["rew_rms"] = normalized
     return {
         "algo": algo,
         "env": env,

@@ -20,10 +20,12 @@ from typing import Any
 
 from algos.bptt import BPTTConfig
 from algos.config import JsonConfig
+from algos.mppi import MPPIConfig
 from algos.ppo import PPOConfig
 from algos.pwm import PWMConfig
 from algos.sac import SACConfig
 from algos.shac import SHACConfig
+from algos.tdmpc2 import TDMPC2Config, tdmpc2_world_model
 from algos.wm_training import WMTrainConfig
 from algos.world_model import WorldModelConfig, world_model_config
 from bench.algorithms import check_algo
@@ -34,9 +36,10 @@ PRESETS = ("smoke", "cpu", "paper")
 PRESET_HELP = {
     "smoke": "seconds: tiny nets, 4 envs x 8 steps (BPTT: the whole 32-step episode) x 4 iterations, "
     "32-step episodes, 2 eval episodes",
-    "cpu": "one CPU core, 2.05M env-steps: SHAC 64 envs x 32 steps x 1000 iterations; PPO 256 envs x 32 "
-    "x 250; SAC 64 envs x 128 x 250; BPTT 32 envs x 1000 x 64; PWM (64 envs) online 250 / offline 500 "
-    "iterations, the small world model (latent 128, hidden 256)",
+    "cpu": "one CPU core: SHAC 64 envs x 32 steps x 1000 iterations (2.05M env-steps); PPO 256 envs x 32 "
+    "x 250; SAC 64 envs x 128 x 250; BPTT 32 envs x 1000 x 64; PWM (64 envs) online 2000 / offline 500 "
+    "iterations, the small world model (latent 128, hidden 256); TD-MPC2 16 envs x 64 steps x 100 "
+    "iterations (102k env-steps), small model and planner",
     "paper": "the published budget of the variant for the env (e.g. SHAC pwm Ant: 128 x 32 x 2000 = 8.2M)",
 }
 CPU_NUM_ENVS = 64
@@ -75,6 +78,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
         ),
     },
     "bptt": {"diffrl": BPTTConfig()},
+    # TD-MPC2's single-task defaults; "pwm": how PWM's world models were trained (algorithms §4:
+    # horizon=16 rho=0.99 batch_size=1024 mpc=false).
+    "tdmpc2": {
+        "tdmpc2": TDMPC2Config(),
+        "pwm": TDMPC2Config(horizon=16, rho=0.99, batch_size=1024, plan=False),
+    },
 }
 _SAC_WIDE = {"actor_hidden": (512, 256), "critic_hidden": (512, 256)}
 PER_ENV: dict[tuple[str, str], dict[str, tuple[dict[str, Any], int]]] = {
@@ -126,6 +135,11 @@ PER_ENV: dict[tuple[str, str], dict[str, tuple[dict[str, Any], int]]] = {
         "snu_humanoid": ({"actor_hidden": (512, 512, 512, 256), "critic_hidden": (512, 512, 512, 256)}, 256),
     },
     ("bptt", "diffrl"): {"ant": ({}, 32)},
+    # TD-MPC2 steps one env (10M steps = 10,000 iterations of 1000 steps).
+    **{
+        ("tdmpc2", v): {env: ({}, 1) for env in ("ant", "humanoid", "snu_humanoid")}
+        for v in ("tdmpc2", "pwm")
+    },
 }
 """Per (algo, variant) and env: (settings that differ from the variant's, number of training envs).
 Envs without an entry get the variant's settings and 64 envs (PWM's SHAC configs cover ant, hopper,
@@ -208,6 +222,8 @@ def published_config(algo: str, variant: str, env: str) -> tuple[Any, int]:
 
 def _budget(algo: str, variant: str, config: Any, num_envs: int, preset: str) -> tuple[Any, int]:
     """The budget preset applied to a published config."""
+    if algo == "tdmpc2":
+        return _tdmpc2_budget(config, num_envs, preset)
     if algo in BASELINE_CPU:
         if preset == "cpu":
             envs, iterations = BASELINE_CPU[algo]
@@ -234,6 +250,36 @@ def _budget(algo: str, variant: str, config: Any, num_envs: int, preset: str) ->
     return config, num_envs
 
 
+# TD-MPC2 on one CPU core: the small world model, 16 envs x 64 steps x 100 iterations (102,400 env steps), one
+# iteration of random seed steps, a smaller planner (MPPI over 64 samples, 3 iterations; TD-MPC2: 512, 6) and
+# evaluation every 10% of the budget; cost measured in the README (TD-MPC2 section).
+TDMPC2_CPU = {
+    "world_model": tdmpc2_world_model(CPU_WORLD_MODEL),
+    "steps_per_iteration": 64,
+    "max_epochs": 100,
+    "seed_steps": 1024,
+    "mppi": MPPIConfig(iterations=3, num_samples=64, num_elites=8, num_policy_trajectories=4),
+}
+TDMPC2_CPU_NUM_ENVS = 16
+TDMPC2_SMOKE = {
+    "world_model": tdmpc2_world_model("tiny"),
+    "batch_size": 16,
+    "steps_per_iteration": 8,
+    "max_epochs": 4,
+    "seed_steps": 32,
+    "seed_updates": 4,
+    "mppi": MPPIConfig(iterations=2, num_samples=16, num_elites=4, num_policy_trajectories=4),
+}
+
+
+def _tdmpc2_budget(config: TDMPC2Config, num_envs: int, preset: str) -> tuple[TDMPC2Config, int]:
+    if preset == "cpu":
+        return replace(config, **TDMPC2_CPU), TDMPC2_CPU_NUM_ENVS
+    if preset == "smoke":
+        return replace(config, **TDMPC2_SMOKE), 4
+    return config, num_envs
+
+
 def resolve_settings(
     algo: str, env: str, preset: str, variant: str | None = None, overrides: Iterable[str] = ()
 ) -> dict[str, Any]:
@@ -248,6 +294,8 @@ def resolve_settings(
     if preset == "smoke":
         env_settings["episode_length"] = 32
         run = RunConfig(eval_episodes=2, eval_interval=0.5)
+    elif preset == "cpu" and algo == "tdmpc2":
+        run = RunConfig(eval_interval=0.1)  # every evaluation step plans
     defaults = {"env": env_settings, "algo": config.to_dict(), "run": asdict(run)}
     return apply_overrides(defaults, overrides, env)
 

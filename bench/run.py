@@ -34,6 +34,7 @@ examples:
   python -m bench.run --algo pwm --env ant --preset cpu     # whole pipeline: data, pretrain, policy
   python -m bench.run --algo pwm --env ant --variant offline \\
       --world-model PRETRAIN_DIR/checkpoints/final.pt --data SHAC_RUN_DIR/data
+  python -m bench.run --algo tdmpc2 --env ant --preset cpu --set algo.plan=false
 
 Before training starts, the plan is printed: stages, iterations, env steps, parameters, device, and the
 estimated wall-clock of each stage, from a few iterations of a throwaway copy of the run timed on this
@@ -64,9 +65,11 @@ class RunOptions(cli.Options):
     variant: str | None = None
     """Published configuration of the algorithm; shac: pwm (FoRL/PWM, default) or diffrl (original); pwm:
     online (default, the released single-task driver) or offline (frozen world model); ppo, sac: fork
-    (rl_games configs of the AHAC-era fork, default) or diffrl; bptt: diffrl."""
+    (rl_games configs of the AHAC-era fork, default) or diffrl; bptt: diffrl; tdmpc2: tdmpc2 (default) or pwm
+    (how PWM's world models were trained: horizon 16, rho 0.99, batch 1024, no planning)."""
     world_model: str | None = field(default=None, metadata=cli.option(metavar="CKPT"))
-    """pwm: a bench.pretrain checkpoint to learn the policy from (without it the whole pipeline runs)."""
+    """pwm: a bench.pretrain checkpoint (or a TD-MPC2 run's checkpoints/world_model.pt) to learn the policy
+    from (without it the whole pipeline runs)."""
     data: str | None = field(default=None, metadata=cli.option(metavar="DIR"))
     """pwm: an episode dataset (bench.run --save-data or bench.collect): start states and replay; in the
     pipeline it replaces the SHAC collection stage."""

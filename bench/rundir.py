@@ -10,6 +10,7 @@ Layout (evaluation spec §8)::
         eval_episodes.csv    one row per evaluation episode (EPISODE_COLUMNS)
         summary.json         final score, best-over-training (labelled), totals, status
         checkpoints/latest.pt, previous.pt (the one before), final.pt
+        checkpoints/world_model.pt  the world model at the last checkpoint, for PWM (TD-MPC2 runs)
         data/                recorded episodes (``--save-data``; ``algos.dataset`` format)
 
     runs/<env>/pwm_pretrain/seed<k>_<UTC timestamp>/    (``bench.pretrain``)
@@ -44,6 +45,7 @@ CHECKPOINTS = "checkpoints"
 LATEST = "latest.pt"
 PREVIOUS = "previous.pt"
 FINAL = "final.pt"
+WORLD_MODEL = "world_model.pt"
 DATA = "data"
 PRETRAIN_CSV = "pretrain.csv"
 LOSS_FIGURE = "loss_curve"

@@ -7,7 +7,14 @@ two lines of a report, never one line with duplicate seeds.
 
 from __future__ import annotations
 
-DEFAULT_VARIANTS = {"shac": "pwm", "pwm": "online", "ppo": "fork", "sac": "fork", "bptt": "diffrl"}
+DEFAULT_VARIANTS = {
+    "shac": "pwm",
+    "pwm": "online",
+    "ppo": "fork",
+    "sac": "fork",
+    "bptt": "diffrl",
+    "tdmpc2": "tdmpc2",
+}
 """The variant ``bench.run`` uses when ``--variant`` is not given."""
 
 
