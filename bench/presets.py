@@ -339,10 +339,10 @@ def pretrain_settings(
     size: str | None = None,
     variant: str | None = None,
     reward_bins: int | None = None,
-    termination_head: bool = True,
+    termination_head: bool = False,
 ) -> PretrainSettings:
-    """``bench.pretrain``'s settings of ``preset`` for ``env``, with the CLI's optional changes. Every preset
-    trains a termination head (our extension; dropped for a dataset without ``would_terminate`` flags)."""
+    """``bench.pretrain``'s settings of ``preset`` for ``env``, with the CLI's optional changes. A termination
+    head (our extension, for offline PWM) only when asked (dropped for a dataset without flags)."""
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
     if preset == "smoke":

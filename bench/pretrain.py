@@ -275,7 +275,7 @@ def start_pretrain(
     size: str | None = None,
     variant: str | None = None,
     reward_bins: int | None = None,
-    termination_head: bool = True,
+    termination_head: bool = False,
     seed: int = 0,
     device: str = "cpu",
     out: str | Path = "runs",
@@ -382,9 +382,9 @@ class PretrainOptions(cli.Options):
     """World-model variant (default simnorm)."""
     reward_bins: int | None = None
     """0: scalar reward (default); >= 2: two-hot bins."""
-    no_termination_head: bool = False
-    """Train no termination head (default: one, when the dataset records would_terminate flags; our
-    extension, used by offline PWM)."""
+    termination_head: bool = False
+    """Also train a termination head on the dataset's would_terminate flags (our extension beyond the
+    reference, used by offline PWM; default off, as in the reference)."""
     seed: int | None = None
     """Seed of initialisation, episode subset and sampling (default 0)."""
     device: str | None = None
@@ -426,7 +426,7 @@ def _command(args: PretrainOptions, argv: list[str]) -> int:
             "size",
             "variant",
             "reward_bins",
-            "no_termination_head",
+            "termination_head",
             "seed",
             "out",
         )
@@ -447,7 +447,7 @@ def _command(args: PretrainOptions, argv: list[str]) -> int:
         size=args.size,
         variant=args.variant,
         reward_bins=args.reward_bins,
-        termination_head=not args.no_termination_head,
+        termination_head=args.termination_head,
         seed=0 if args.seed is None else args.seed,
         device=args.device or "cpu",
         out=args.out or "runs",

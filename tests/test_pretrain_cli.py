@@ -70,6 +70,7 @@ def test_a_dataset_without_termination_flags_gets_no_termination_head(
             arrays = {name: data[name] for name in data.files if name != "would_terminate"}
         np.savez(chunk, **arrays)
     argv = ["--env", TOY, "--data", str(old), "--preset", "smoke", "--out", str(tmp_path / "runs")]
+    argv.append("--termination-head")
     assert pretrain.main(argv) == 0
     assert "records no would_terminate flags" in capsys.readouterr().err
     run_dir = only_run(tmp_path / "runs")
@@ -79,6 +80,7 @@ def test_a_dataset_without_termination_flags_gets_no_termination_head(
 
 def test_pretrain_smoke_writes_the_run_directory(toy_data: Path, tmp_path: Path) -> None:
     argv = ["--env", TOY, "--data", str(toy_data), "--preset", "smoke", "--out", str(tmp_path), "--seed", "2"]
+    argv.append("--termination-head")
     assert pretrain.main(argv) == 0
     run_dir = only_run(tmp_path)
     assert run_dir.parent == tmp_path / TOY / rundir.PRETRAIN_ALGO and run_dir.name.startswith("seed2_")

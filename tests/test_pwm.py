@@ -507,12 +507,10 @@ def test_cpu_presets_use_the_small_world_model_and_paper_the_paper_size() -> Non
         for preset, size in (("cpu", "small"), ("paper", "single")):
             settings = resolve_settings("pwm", "ant", preset, variant)
             assert PWMConfig.from_dict(settings["algo"]).world_model == world_model_config(size)
-    # Pretraining adds the termination head (our extension; PWM ignores it online).
-    assert pretrain_settings("cpu", "ant").world_model == world_model_config("small", termination_head=True)
-    assert pretrain_settings("paper", "ant").world_model == world_model_config(
-        "single", termination_head=True
-    )
-    assert not pretrain_settings("cpu", "ant", termination_head=False).world_model.termination_head
+    # Pretraining adds the termination head (our extension, for offline PWM) only when asked.
+    assert pretrain_settings("cpu", "ant").world_model == world_model_config("small")
+    assert pretrain_settings("paper", "ant").world_model == world_model_config("single")
+    assert pretrain_settings("cpu", "ant", termination_head=True).world_model.termination_head
 
 
 def episode(length: int, tag: float, obs_dim: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
