@@ -229,6 +229,19 @@ class Options:
     """Show tracebacks instead of one-line errors (also WARPBENCH_DEBUG=1)."""
 
 
+def debug_requested(flag: bool = False) -> bool:
+    """Tracebacks instead of one-line errors: ``--debug`` or ``WARPBENCH_DEBUG=1``."""
+    return flag or os.environ.get("WARPBENCH_DEBUG", "") not in ("", "0")
+
+
+def report_failure(prog: str, error: Exception) -> int:
+    """Print ``error`` as one line naming its type; return the failed-run exit code."""
+    from bench.lifecycle import EXIT_FAILED  # here, not above: bench.report uses this module without torch
+
+    print(f"{prog}: error: {type(error).__name__}: {error} (--debug shows the traceback)", file=sys.stderr)
+    return EXIT_FAILED
+
+
 def main(
     options_cls: type[T],
     parser: argparse.ArgumentParser,
@@ -240,11 +253,9 @@ def main(
     A ConfigError is a usage error (one line, exit 2) and any other error one line naming it (exit 1);
     ``--debug`` or ``WARPBENCH_DEBUG=1`` keep the traceback instead.
     """
-    from bench.lifecycle import EXIT_FAILED  # here, not above: bench.report uses this module without torch
-
     argv = sys.argv[1:] if argv is None else list(argv)
     options = parse(options_cls, parser, argv)
-    debug = getattr(options, "debug", False) or os.environ.get("WARPBENCH_DEBUG", "") not in ("", "0")
+    debug = debug_requested(getattr(options, "debug", False))
     recorded = ["python", "-m", parser.prog.removeprefix("python -m "), *argv]
     try:
         return body(options, recorded)
@@ -253,6 +264,4 @@ def main(
             raise
         if isinstance(error, ConfigError):
             parser.error(str(error))
-        name = type(error).__name__
-        print(f"{parser.prog}: error: {name}: {error} (--debug shows the traceback)", file=sys.stderr)
-        return EXIT_FAILED
+        return report_failure(parser.prog, error)

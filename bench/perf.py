@@ -35,6 +35,7 @@ from tqdm import tqdm
 import envs
 from algos.world_model import SIZES
 from bench.algorithms import ALGORITHMS
+from bench.cli import debug_requested, report_failure
 from bench.perf_train import train_breakdown, world_model_step
 from bench.presets import PRESETS
 from bench.provenance import device_info, git_state, package_versions
@@ -164,6 +165,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", help="'cpu' or 'cuda[:i]'")
     parser.add_argument("--repeats", type=int, default=5, help="measured windows per mode (median reported)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     parser.add_argument(
         "--out", type=Path, default=None, help="CSV to write (--train: to append to); rows are also printed"
     )
@@ -241,7 +243,17 @@ def main_train(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """CLI entry point: an error (e.g. the SNU humanoid's missing data files) is one line, exit 1."""
     args = parse_args(argv)
+    if debug_requested(args.debug):
+        return _main(args)
+    try:
+        return _main(args)
+    except Exception as error:
+        return report_failure("python -m bench.perf", error)
+
+
+def _main(args: argparse.Namespace) -> int:
     if args.train:
         return main_train(args)  # each run sets its own thread count (run.torch_threads)
     torch.set_num_threads(1)  # the Warp CPU kernels are single-threaded; measure one core

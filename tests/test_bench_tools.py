@@ -32,6 +32,15 @@ def test_perf_rejects_bad_arguments():
     assert exit_info.value.code == 2
 
 
+def test_perf_reports_missing_snu_data_in_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("WARPBENCH_SNU_DIR", str(tmp_path / "nowhere"))
+    monkeypatch.delenv("WARPBENCH_DEBUG", raising=False)
+    assert perf.main(["--env", "snu_humanoid", "--repeats", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "error: SnuDataError" in err and str(tmp_path / "nowhere") in err
+    assert "Traceback" not in err
+
+
 @pytest.mark.parametrize("name", ["ant", "humanoid", "hopper", "cheetah"])
 def test_perf_mujoco_reference_has_the_engines_ground_contact(name):
     """The reference line's MuJoCo model collides body geoms with the plane (and not with each other):
