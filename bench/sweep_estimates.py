@@ -10,9 +10,10 @@ no measurement are ``unknown`` and left out of the totals, which say so.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
+import envs.registry
 from bench.presets import pretrain_settings
 from bench.sweep_plan import Task, task_settings
 from bench.sweep_runner import input_path, start_args
@@ -32,12 +33,14 @@ _RUNS = "results/ant_shac_vs_pwm/runs.csv at commit 27ca9ef (last row per run, e
 _ONLINE = "results/runs/ant/pwm/seed0_20261130T072730Z/eval.csv at commit ec7c249 (last row; other core busy)"
 _STAGES = "results/runs/ant_pwm_stages/pwm_pretrain/seed0_20261130T072127Z/summary.json at commit ec7c249"
 _PERF = "results/perf/perf_cpu.csv (forward+backward, N = 64, simulator alone)"
-# (task kind, env) -> rate. SHAC and PWM online: env-steps/s; PWM offline: imagined steps/s; pretraining:
-# steps/s of the preset's model (cpu: small, paper: the paper size).
+_PPO = "results/runs/ant/ppo/*/eval.csv at commit 6517ce1 (last row per run; the other core busy)"
+# (task kind, env) -> rate. SHAC, PWM online and the baselines: env-steps/s; PWM offline: imagined steps/s;
+# pretraining: steps/s of the preset's model (cpu: small, paper: the paper size).
 RATES: dict[tuple[str, str], Rate] = {
     ("shac:pwm", "ant"): Rate(2_048_000 / 3030, f"{_RUNS}: SHAC, 2.05M env-steps in 3,025-3,034 s"),
     ("pwm:offline", "ant"): Rate(64 * 16 * 500 / 494, f"{_RUNS}: PWM offline, 500 x 64 x 16 in 458-529 s"),
     ("pwm:online", "ant"): Rate(2_048_000 / 4374, f"{_ONLINE}: PWM online, 2.05M env-steps in 4,374 s"),
+    ("ppo:fork", "ant"): Rate(2_048_000 / 311, f"{_PPO}: PPO, 2.05M env-steps in 307-315 s"),
     ("pretrain:cpu", "ant"): Rate(2000 / 338, f"{_STAGES}: 2,000 small-model steps in 338 s"),
     ("pretrain:paper", "ant"): Rate(
         2000 / (18.7 * 60), "results/README.md at commit 27ca9ef: 2,000 paper-size steps in 18.7 min"
@@ -57,7 +60,19 @@ def budget(task: Task) -> float | None:
         return float(pretrain_settings(task.preset, task.env).steps)
     settings = task_settings(task)
     algo = settings["algo"]
-    return float(settings["env"]["num_envs"] * algo["horizon"] * algo["max_epochs"])
+    # Env steps per env and iteration: SAC and TD-MPC2 name them steps_per_iteration; BPTT's horizon None
+    # is the whole episode.
+    steps = algo.get("steps_per_iteration") or algo.get("horizon")
+    steps = steps or episode_length(task.env, settings["env"])
+    return float(settings["env"]["num_envs"] * steps * algo["max_epochs"])
+
+
+def episode_length(env: str, env_settings: dict) -> int:
+    """The episode length a run of ``env`` with ``env_settings`` uses: its override or the task's default."""
+    if env_settings.get("episode_length") is not None:
+        return int(env_settings["episode_length"])
+    config_class = envs.registry.factory(env).config_class
+    return next(f.default for f in fields(config_class) if f.name == "episode_length")
 
 
 def estimate(task: Task) -> tuple[float, Rate] | None:

@@ -204,7 +204,8 @@ def run_sweep(
                         job = task_job(out, task, tasks, device, env or {})
                         running[backend.submit(job)] = (task, job)
                         settle(task, "submitted", run)
-                        say(task, f"{'resuming' if job.args[0] == '--resume' else 'starting'}, log {job.log}")
+                        verb = "resume" if job.args[0] == "--resume" else "run"
+                        say(task, f"queued to {verb} (starts when a slot is free), log {job.log}")
             if not running:
                 break
             finished, _ = wait(list(running), timeout=0.5, return_when=FIRST_COMPLETED)

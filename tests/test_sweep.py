@@ -18,6 +18,7 @@ import envs
 from bench import rundir
 from bench.sweep import main
 from bench.sweep_backends import CODE_ROOT
+from bench.sweep_estimates import budget
 from bench.sweep_plan import SweepSpec, build_plan, load_sweep_file, parse_seeds
 from bench.sweep_runner import Manifest, run_sweep
 
@@ -287,3 +288,15 @@ def test_ray_backend_matches_local_bit_for_bit(grid, tmp_path):
             ours = pd.read_csv(run_dir(tmp_path, task.id) / rundir.EVAL_EPISODES)
             local = pd.read_csv(run_dir(grid, task.id) / rundir.EVAL_EPISODES)
             pd.testing.assert_frame_equal(ours, local, check_exact=True)
+
+
+def test_estimate_budgets_are_each_algorithms_env_steps():
+    """The work a dry run divides by a rate: every algorithm's env-steps at the cpu preset, counted the way
+    each trainer counts them (SAC and TD-MPC2 by steps_per_iteration, BPTT by whole episodes)."""
+    algos = ["shac", "ppo", "sac", "bptt", "tdmpc2"]
+    spec = SweepSpec(algos=algos, envs=["ant", "double_pendulum"], seeds=[0], preset="cpu")
+    work = {(t.algo, t.env): budget(t) for t in build_plan(spec, envs.names())}
+    assert work[("shac", "ant")] == work[("ppo", "ant")] == work[("sac", "ant")] == 2_048_000
+    assert work[("bptt", "ant")] == 32 * 1000 * 64  # 1,000-step episodes
+    assert work[("bptt", "double_pendulum")] == 32 * 240 * 64  # the pendulum's 240-step episodes
+    assert work[("tdmpc2", "ant")] == 16 * 64 * 100

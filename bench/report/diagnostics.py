@@ -14,9 +14,17 @@ from bench.rundir import TRAIN
 
 PANELS: dict[str, tuple[str, ...]] = {
     "H-step return (model reward units)": ("diag/imagined_return", "diag/real_return"),
+    "Imagined minus real return": ("diag/return_gap", "diag/episodic_gap"),
     "Model vs simulator actor-gradient cosine": ("diag/gradient_cosine",),
-    "World-model latent error (held-out)": ("diag/wm_latent_error_1step", "diag/wm_latent_error_Hstep"),
+    # wm_*: along the diagnostics' own real rollouts; heldout_*: dataset episodes kept out of pretraining.
+    "World-model latent error (unseen data)": (
+        "diag/wm_latent_error_1step",
+        "diag/wm_latent_error_Hstep",
+        "diag/heldout_latent_error_1step",
+        "diag/heldout_latent_error_Hstep",
+    ),
     "Critic value vs real H-step target": ("diag/critic_value", "diag/critic_target"),
+    "Real episodes ending within H (falls)": ("diag/real_episode_ends",),
 }
 COLUMNS = ("run", "step", "metric", "value")
 
@@ -37,8 +45,12 @@ def load_diagnostics(results_dir: str | Path, runs: pd.DataFrame) -> pd.DataFram
 
 def plot_diagnostics(table: pd.DataFrame) -> plt.Figure:
     """One panel per entry of :data:`PANELS`: each metric of each run against the iteration."""
-    fig, axes = plt.subplots(1, len(PANELS), figsize=(4.2 * len(PANELS), 3.4), squeeze=False)
-    for ax, (title, metrics) in zip(axes[0], PANELS.items(), strict=True):
+    cols = 3
+    rows = -(-len(PANELS) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
+    for ax in axes.flat[len(PANELS) :]:
+        ax.set_visible(False)
+    for ax, (title, metrics) in zip(axes.flat, PANELS.items(), strict=False):
         for (run, metric), rows in table[table["metric"].isin(metrics)].groupby(["run", "metric"]):
             ax.plot(rows["step"], rows["value"], label=f"{metric.removeprefix('diag/')} ({run})")
         ax.set_title(title, fontsize=9)
