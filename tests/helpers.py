@@ -76,6 +76,14 @@ def assert_learns_toy_task(build: Callable[[Any, int], Any], iterations: int, nu
     assert float(np.median([after for _, after in results])) > 100 and improved >= 4, results
 
 
+def constant_critic(critic: torch.nn.Module, value: float) -> None:
+    """Make every member of a :class:`~algos.networks.CriticEnsemble` output ``value`` everywhere."""
+    with torch.no_grad():
+        for member in critic.members:
+            member[-1].weight.zero_()
+            member[-1].bias.fill_(value)
+
+
 # -- resume checks ------------------------------------------------------------------------------------
 
 

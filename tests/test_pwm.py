@@ -28,7 +28,7 @@ from algos.world_model import WorldModel, world_model_config
 from bench.collect import collect, random_policy
 from bench.harness import evaluate
 from bench.presets import pretrain_settings, published_config, resolve_settings
-from tests.helpers import resume_bit_exactly
+from tests.helpers import constant_critic, resume_bit_exactly
 from tests.toy_envs import ScriptedEnv, make_toy_env
 
 TINY = PWMConfig(
@@ -177,10 +177,7 @@ def test_offline_imagined_returns_end_with_the_termination_head_by_hand(
         warnings.simplefilter("always")
         pwm = PWM(scripted_env(), config, 0, untrained(constant_model(probability)), constant_dataset())
     assert bool(caught) == (probability is None and termination)
-    for member in pwm.critic.members:
-        with torch.no_grad():
-            member[-1].weight.zero_()
-            member[-1].bias.fill_(2.0)
+    constant_critic(pwm.critic, 2.0)
     metrics = pwm.train_iteration()
     assert metrics["actor_loss"] == pytest.approx(expected_loss)
     assert metrics["imagined_return"] == pytest.approx(-4 * expected_loss)
@@ -198,9 +195,6 @@ def test_actor_loss_and_td_targets_hand_example(tmp_path: Path, exponent: str, e
     #   env 2 uninterrupted: -(1.875 + .5*.0625*2) = -1.9375 (gamma^(H+1) bootstrap)
     #   env 3 terminated at the last step: its return is kept, -(1.875 + 0) = -1.875 (reference defect 6)
     # With bootstrap_exponent "H" the final terms use gamma^m: -4, -3.5, -2, -1.875. Loss = mean / H.
-    model = WorldModel(1, 1, world_model_config("tiny"))
-    with torch.no_grad():
-        model.reward_head[-1].bias.fill_(1.0)
     config = PWMConfig(
         horizon=4,
         gamma=0.5,
@@ -212,11 +206,8 @@ def test_actor_loss_and_td_targets_hand_example(tmp_path: Path, exponent: str, e
         bootstrap_exponent=exponent,
         diagnostics_interval=0,  # ScriptedEnv has no state_dict
     )
-    pwm = PWM(scripted_env(), config, seed=0, world_model=untrained(model))
-    for member in pwm.critic.members:
-        with torch.no_grad():
-            member[-1].weight.zero_()
-            member[-1].bias.fill_(2.0)
+    pwm = PWM(scripted_env(), config, seed=0, world_model=untrained(constant_model(None)))
+    constant_critic(pwm.critic, 2.0)
     metrics = pwm.train_iteration()
     assert metrics["actor_loss"] == pytest.approx(expected_loss)
     # TD(lambda) targets G_t = r + gamma * (V' if done else (1 - lam) V' + lam G_{t+1}): envs 0 and 2 all 2;

@@ -16,6 +16,7 @@ from algos.shac import SHAC, SHACConfig
 from algos.training import NonFiniteGradientError
 from bench.harness import evaluate
 from bench.presets import published_config
+from tests.helpers import constant_critic
 from tests.toy_envs import ScriptedEnv, make_toy_env
 
 TINY = SHACConfig(
@@ -111,10 +112,7 @@ def test_actor_loss_bootstraps_on_truncation_only() -> None:
         critic_iterations=1,
     )
     shac = SHAC(scripted_env(), config, seed=0)
-    output_layer = shac.critic.members[0][-1]
-    with torch.no_grad():
-        output_layer.weight.zero_()
-        output_layer.bias.fill_(2.0)
+    constant_critic(shac.critic, 2.0)
     metrics = shac.train_iteration()
     assert metrics["actor_loss"] == pytest.approx(-(4 + 3.5 + 2) / 3 / 4)
     assert metrics["window_length_mean"] == pytest.approx(12 / 5)
