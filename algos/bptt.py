@@ -12,17 +12,15 @@ decay the learning rate linearly. Memory grows with the window (one set of adjoi
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from algos.config import JsonConfig
-from algos.dataset import EpisodeRecorder
+from algos.config import JsonConfig, check_at_least_one, check_choice
 from algos.networks import ACTIVATIONS, StochasticActor
-from algos.normalizers import RunningMeanStd, normalized_actor_loss
-from algos.training import LR_SCHEDULES, ActorStep, EpisodeTracker, WindowLoss, apply_schedule
+from algos.normalizers import normalized_actor_loss
+from algos.training import LR_SCHEDULES, ActorStep, Learner, WindowLoss, apply_schedule
 
 
 @dataclass(frozen=True)
@@ -58,30 +56,20 @@ class BPTTConfig(JsonConfig):
     """Raise NonFiniteGradientError after this many consecutive windows with a nan/inf actor gradient."""
 
     def __post_init__(self) -> None:
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(
-                f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}"
-            )
+        check_choice("activation", self.activation, ACTIVATIONS)
+        check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         if self.horizon is not None and self.horizon < 1:
             raise ValueError(f"horizon must be >= 1 or null, got {self.horizon}")
-        for name in ("max_epochs", "max_nonfinite_windows"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_at_least_one(self, "max_epochs", "max_nonfinite_windows")
 
 
-class BPTT:
-    """BPTT over any differentiable env following the warpbench env protocol (see ``envs/__init__.py``).
-
-    ``recorder``: set an :class:`~algos.dataset.EpisodeRecorder` to record every training transition.
-    """
+class BPTT(Learner):
+    """BPTT over any differentiable env following the warpbench env protocol (see ``envs/__init__.py``)."""
 
     def __init__(self, env: Any, config: BPTTConfig, seed: int) -> None:
-        self.env = env
-        self.config = config
+        super().__init__(env, config, seed, obs_rms=config.obs_rms)
+        self.config: BPTTConfig = config
         self.horizon = config.horizon or env.max_episode_steps
-        self.device = torch.device(env.device)
         self.actor = StochasticActor(
             env.obs_dim, env.act_dim, config.actor_hidden, config.activation, config.logstd_init
         ).to(self.device)
@@ -91,16 +79,7 @@ class BPTT:
         self.actor_step = ActorStep(
             self.actor, self.actor_optimizer, config.actor_grad_clip, config.max_nonfinite_windows
         )
-        self.obs_rms = RunningMeanStd((env.obs_dim,), device=env.device) if config.obs_rms else None
-        self.generator = torch.Generator(device=self.device).manual_seed(seed)
-        self.recorder: EpisodeRecorder | None = None
-        self.episodes = EpisodeTracker(env.num_envs, self.device)
-        self.iteration = 0
         self.env.reset()
-
-    @property
-    def max_iterations(self) -> int:
-        return self.config.max_epochs
 
     @property
     def env_steps_per_iteration(self) -> int:
@@ -109,9 +88,7 @@ class BPTT:
     @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
         """Env action for raw observations; the stochastic case draws from the training noise stream."""
-        if self.obs_rms is not None:
-            obs = self.obs_rms.normalize(obs)
-        return self.actor.act(obs, deterministic, self.generator)
+        return self.actor.act(self.normalize_obs(obs), deterministic, self.generator)
 
     def train_iteration(self) -> dict[str, float]:
         """One window of a whole episode length: actor update, learning-rate decay."""
@@ -131,18 +108,18 @@ class BPTT:
         return metrics
 
     def _rollout(self) -> tuple[torch.Tensor, dict[str, float]]:
-        normalizer = copy.deepcopy(self.obs_rms) if self.obs_rms is not None else None
+        normalize = self.frozen_normalizer()
         obs = self.env.detach_state()
         loss = WindowLoss(self.env.num_envs, self.config.gamma, self.device)
         no_value = torch.zeros(self.env.num_envs, device=self.device)
         reward_sum = 0.0
         terminations = truncations = 0
         for t in range(self.horizon):
-            obs_in = normalizer.normalize(obs) if normalizer is not None else obs
+            obs_in = normalize(obs)
             action_raw = self.actor.sample(obs_in, self.generator)
             action = torch.tanh(action_raw)
             next_obs, reward, terminated, truncated, info = self.env.step(action)
-            done = terminated | truncated
+            done = self.record_step(obs, action, action_raw, reward, terminated, truncated, info)
             if self.obs_rms is not None:
                 self.obs_rms.update(next_obs)
             loss.add(reward)
@@ -151,12 +128,6 @@ class BPTT:
             reward_sum += float(reward.detach().mean())
             terminations += int(terminated.sum())
             truncations += int(truncated.sum())
-            self.episodes.add(reward, done, info)
-            if self.recorder is not None:
-                self.recorder.add_step(
-                    obs, action, action_raw, reward, info["obs_before_reset"], terminated, truncated,
-                    self.iteration,
-                )  # fmt: skip
             obs = next_obs
         stats = {
             "early_terminations": float(terminations),
@@ -172,27 +143,19 @@ class BPTT:
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue bit-exactly: actor, optimiser, normaliser, RNG, env state."""
         return {
-            "config": self.config.to_dict(),
+            **super().state_dict(),
             "actor": self.actor.state_dict(),
             "actor_optimizer": self.actor_optimizer.state_dict(),
-            "obs_rms": self.obs_rms.state_dict() if self.obs_rms is not None else None,
-            "generator": self.generator.get_state(),
-            "iteration": self.iteration,
             "consecutive_nonfinite": self.actor_step.consecutive_nonfinite,
             "nonfinite_actor_windows": self.actor_step.nonfinite_windows,
-            **self.episodes.state_dict(),
             "env": self.env.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` output (tensors may be on the CPU; they are moved to the device)."""
+        super().load_state_dict(state)
         self.actor.load_state_dict(state["actor"])
         self.actor_optimizer.load_state_dict(state["actor_optimizer"])
-        if self.obs_rms is not None:
-            self.obs_rms.load_state_dict(state["obs_rms"])
-        self.generator.set_state(state["generator"])
-        self.iteration = state["iteration"]
         self.actor_step.consecutive_nonfinite = state["consecutive_nonfinite"]
         self.actor_step.nonfinite_windows = state["nonfinite_actor_windows"]
-        self.episodes.load_state_dict(state)
         self.env.load_state_dict(state["env"])

@@ -36,6 +36,19 @@ def config_to_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
+def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    """ValueError naming the valid choices unless ``value`` is one of them."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+
+
+def check_at_least_one(config: Any, *names: str) -> None:
+    """ValueError naming the first of the fields ``names`` of ``config`` that is below 1."""
+    for name in names:
+        if getattr(config, name) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
+
+
 class JsonConfig:
     """Mixin for config dataclasses: ``from_dict`` / ``to_dict`` through JSON-ready dicts."""
 

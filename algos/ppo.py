@@ -29,11 +29,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from algos.config import JsonConfig
-from algos.dataset import EpisodeRecorder
+from algos.config import JsonConfig, check_at_least_one, check_choice
 from algos.networks import ACTIVATIONS, mlp
 from algos.normalizers import VAR_EPS, RunningMeanStd
-from algos.training import ActorStep, EpisodeTracker, scheduled_lr, set_learning_rate
+from algos.training import ActorStep, Learner, scheduled_lr, set_learning_rate
 
 PPO_SCHEDULES = ("adaptive", "linear", "constant")
 BOUND = 1.1
@@ -102,15 +101,11 @@ class PPOConfig(JsonConfig):
     iteration by default) with a nan/inf gradient."""
 
     def __post_init__(self) -> None:
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}")
-        if self.lr_schedule not in PPO_SCHEDULES:
-            raise ValueError(
-                f"lr_schedule must be one of {', '.join(PPO_SCHEDULES)}, got {self.lr_schedule!r}"
-            )
-        for name in ("horizon", "max_epochs", "mini_epochs", "minibatches", "max_nonfinite_windows"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_choice("activation", self.activation, ACTIVATIONS)
+        check_choice("lr_schedule", self.lr_schedule, PPO_SCHEDULES)
+        check_at_least_one(
+            self, "horizon", "max_epochs", "mini_epochs", "minibatches", "max_nonfinite_windows"
+        )
         if not 0.0 < self.clip < 1.0:
             raise ValueError(f"clip must be in (0, 1), got {self.clip}")
 
@@ -211,11 +206,10 @@ class PolicyValueNet(nn.Module):
         return out[..., : self.act_dim], out[..., self.act_dim]
 
 
-class PPO:
+class PPO(Learner):
     """PPO over any env following the warpbench env protocol (see ``envs/__init__.py``).
 
-    ``recorder``: set an :class:`~algos.dataset.EpisodeRecorder` to record every training transition
-    (``action`` the clipped action, ``action_raw`` the Gaussian sample).
+    The recorder gets ``action`` the clipped action, ``action_raw`` the Gaussian sample.
     """
 
     def __init__(self, env: Any, config: PPOConfig, seed: int) -> None:
@@ -224,33 +218,20 @@ class PPO:
                 f"a rollout of {config.horizon} x {env.num_envs} samples cannot fill "
                 f"{config.minibatches} minibatches"
             )
-        self.env = env
-        self.config = config
-        self.device = torch.device(env.device)
+        super().__init__(env, config, seed, obs_rms=config.normalize_input)
+        self.config: PPOConfig = config
         self.net = PolicyValueNet(
             env.obs_dim, env.act_dim, config.hidden, config.activation, config.logstd_init
         ).to(self.device)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.lr)
         self.update_step = ActorStep(self.net, self.optimizer, config.grad_clip, config.max_nonfinite_windows)
-        self.obs_rms = RunningMeanStd((env.obs_dim,), device=env.device) if config.normalize_input else None
         self.value_rms = RunningMeanStd((), device=env.device) if config.normalize_value else None
         self.lr = config.lr
-        self.generator = torch.Generator(device=self.device).manual_seed(seed)
-        self.recorder: EpisodeRecorder | None = None
-        self.episodes = EpisodeTracker(env.num_envs, self.device)
-        self.iteration = 0
         self.env.reset()
-
-    @property
-    def max_iterations(self) -> int:
-        return self.config.max_epochs
 
     @property
     def env_steps_per_iteration(self) -> int:
         return self.config.horizon * self.env.num_envs
-
-    def _inputs(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.obs_rms.normalize(obs) if self.obs_rms is not None else obs
 
     def _denormalize_value(self, value: torch.Tensor) -> torch.Tensor:
         if self.value_rms is None:
@@ -265,7 +246,7 @@ class PPO:
     @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
         """Env action for raw observations: clip(mu) or clip(a sample from the training noise stream)."""
-        mean, _ = self.net(self._inputs(obs))
+        mean, _ = self.net(self.normalize_obs(obs))
         if not deterministic:
             noise = torch.randn(mean.shape, generator=self.generator, device=mean.device, dtype=mean.dtype)
             mean = mean + self.net.logstd.exp() * noise
@@ -296,14 +277,15 @@ class PPO:
         terminations = truncations = 0
         logstd = self.net.logstd
         for _ in range(cfg.horizon):
-            inputs = self._inputs(obs)
+            inputs = self.normalize_obs(obs)
             mean, value = self.net(inputs)
             noise = torch.randn(mean.shape, generator=self.generator, device=self.device, dtype=mean.dtype)
             action = mean + logstd.exp() * noise
             env_action = action.clamp(-1.0, 1.0)
             next_obs, reward, terminated, truncated, info = self.env.step(env_action)
+            done = self.record_step(obs, env_action, action, reward, terminated, truncated, info)
             final_obs = info["obs_before_reset"]
-            _, final_value = self.net(self._inputs(final_obs))
+            _, final_value = self.net(self.normalize_obs(final_obs))
             next_value = torch.where(terminated, 0.0, self._denormalize_value(final_value))
             step = {
                 "inputs": inputs,
@@ -316,16 +298,10 @@ class PPO:
             }
             for name, tensor in step.items():
                 fields[name].append(tensor)
-            done = terminated | truncated
             dones.append(done)
             observations.append(obs)
             terminations += int(terminated.sum())
             truncations += int(truncated.sum())
-            self.episodes.add(reward, done, info)
-            if self.recorder is not None:
-                self.recorder.add_step(
-                    obs, env_action, action, reward, final_obs, terminated, truncated, self.iteration
-                )
             obs = next_obs
         rollout = {name: torch.stack(tensors) for name, tensors in fields.items()}
         rollout["advantage"] = gae(
@@ -417,31 +393,24 @@ class PPO:
         """Everything needed to continue bit-exactly: network, optimiser, learning rate, normalisers, RNG,
         episode statistics, env state."""
         return {
-            "config": self.config.to_dict(),
+            **super().state_dict(),
             "net": self.net.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "lr": self.lr,
-            "obs_rms": self.obs_rms.state_dict() if self.obs_rms is not None else None,
             "value_rms": self.value_rms.state_dict() if self.value_rms is not None else None,
-            "generator": self.generator.get_state(),
-            "iteration": self.iteration,
             "consecutive_nonfinite": self.update_step.consecutive_nonfinite,
             "nonfinite_update_steps": self.update_step.nonfinite_windows,
-            **self.episodes.state_dict(),
             "env": self.env.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` output (tensors may be on the CPU; they are moved to the device)."""
+        super().load_state_dict(state)
         self.net.load_state_dict(state["net"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.lr = state["lr"]
-        for name in ("obs_rms", "value_rms"):
-            if getattr(self, name) is not None:
-                getattr(self, name).load_state_dict(state[name])
-        self.generator.set_state(state["generator"])
-        self.iteration = state["iteration"]
+        if self.value_rms is not None:
+            self.value_rms.load_state_dict(state["value_rms"])
         self.update_step.consecutive_nonfinite = state["consecutive_nonfinite"]
         self.update_step.nonfinite_windows = state["nonfinite_update_steps"]
-        self.episodes.load_state_dict(state)
         self.env.load_state_dict(state["env"])

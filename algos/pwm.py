@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from algos.config import check_at_least_one, check_choice
 from algos.critic import td_lambda_targets
 from algos.dataset import EpisodeDataset, EpisodeRecorder, heldout_by_ids, sample_subtrajectories
 from algos.normalizers import normalized_actor_loss
@@ -121,11 +122,9 @@ class PWMConfig(ActorCriticConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name, valid in (("mode", MODES), ("bootstrap_exponent", BOOTSTRAP_EXPONENTS)):
-            if getattr(self, name) not in valid:
-                raise ValueError(f"{name} must be one of {', '.join(valid)}, got {getattr(self, name)!r}")
-        if self.replay_capacity < 1:
-            raise ValueError(f"replay_capacity must be >= 1, got {self.replay_capacity}")
+        check_choice("mode", self.mode, MODES)
+        check_choice("bootstrap_exponent", self.bootstrap_exponent, BOOTSTRAP_EXPONENTS)
+        check_at_least_one(self, "replay_capacity")
         if self.diagnostics_interval < 0:
             raise ValueError(f"diagnostics_interval must be >= 0, got {self.diagnostics_interval}")
         if self.batch_size is not None and self.batch_size < 1:
@@ -172,13 +171,11 @@ class Online:
         pwm = self.pwm
         action, action_raw = action.detach(), action_raw.detach()
         next_obs, reward, terminated, truncated, info = pwm.env.step(action)
-        final_obs = info["obs_before_reset"]
-        extra = (pwm.iteration, info.get("would_terminate"))
-        for recorder in (self.collector, pwm.recorder):
-            if recorder is not None:
-                recorder.add_step(obs, action, action_raw, reward, final_obs, terminated, truncated, *extra)
-        done = terminated | truncated
-        pwm.episodes.add(reward, done, info)
+        final_obs, would_terminate = info["obs_before_reset"], info.get("would_terminate")
+        self.collector.add_step(
+            obs, action, action_raw, reward, final_obs, terminated, truncated, pwm.iteration, would_terminate
+        )
+        done = pwm.record_step(obs, action, action_raw, reward, terminated, truncated, info)
         return next_obs, terminated, done
 
     def end_window(self) -> None:

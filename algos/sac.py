@@ -32,13 +32,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from algos.config import JsonConfig
+from algos.config import JsonConfig, check_at_least_one, check_choice
 from algos.critic import polyak_update
-from algos.dataset import EpisodeRecorder
 from algos.networks import ACTIVATIONS, CriticEnsemble, mlp
-from algos.normalizers import RunningMeanStd
 from algos.replay import TransitionReplay
-from algos.training import ActorStep, EpisodeTracker
+from algos.training import ActorStep, Learner
 
 
 @dataclass(frozen=True)
@@ -94,12 +92,16 @@ class SACConfig(JsonConfig):
     steps with a nan/inf gradient."""
 
     def __post_init__(self) -> None:
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}")
-        positive = ("max_epochs", "steps_per_iteration", "updates_per_step", "batch_size", "buffer_size")
-        for name in (*positive, "max_nonfinite_windows"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_choice("activation", self.activation, ACTIVATIONS)
+        check_at_least_one(
+            self,
+            "max_epochs",
+            "steps_per_iteration",
+            "updates_per_step",
+            "batch_size",
+            "buffer_size",
+            "max_nonfinite_windows",
+        )
         if not self.logstd_min < self.logstd_max:
             raise ValueError(f"logstd_min must be < logstd_max, got {self.logstd_min}, {self.logstd_max}")
         if self.init_alpha <= 0:
@@ -149,16 +151,12 @@ class Temperature(nn.Module):
         self.log_alpha = nn.Parameter(torch.tensor(math.log(init_alpha)))
 
 
-class SAC:
-    """SAC over any env following the warpbench env protocol (see ``envs/__init__.py``).
-
-    ``recorder``: set an :class:`~algos.dataset.EpisodeRecorder` to record every training transition.
-    """
+class SAC(Learner):
+    """SAC over any env following the warpbench env protocol (see ``envs/__init__.py``)."""
 
     def __init__(self, env: Any, config: SACConfig, seed: int) -> None:
-        self.env = env
-        self.config = config
-        self.device = torch.device(env.device)
+        super().__init__(env, config, seed, obs_rms=config.obs_rms)
+        self.config: SACConfig = config
         obs_dim, act_dim = env.obs_dim, env.act_dim
         self.actor = SquashedGaussianActor(
             obs_dim, act_dim, config.actor_hidden, config.activation, config.logstd_min, config.logstd_max
@@ -187,30 +185,18 @@ class SAC:
             "alpha": ActorStep(self.temperature, self.alpha_optimizer, clip, limit),
         }
         self.replay = TransitionReplay(config.buffer_size, obs_dim, act_dim, self.device)
-        self.obs_rms = RunningMeanStd((obs_dim,), device=env.device) if config.obs_rms else None
-        self.generator = torch.Generator(device=self.device).manual_seed(seed)
-        self.recorder: EpisodeRecorder | None = None
-        self.episodes = EpisodeTracker(env.num_envs, self.device)
         self.nonfinite_transitions = 0
         self.updates = 0
-        self.iteration = 0
         self.env.reset()
-
-    @property
-    def max_iterations(self) -> int:
-        return self.config.max_epochs
 
     @property
     def env_steps_per_iteration(self) -> int:
         return self.config.steps_per_iteration * self.env.num_envs
 
-    def _inputs(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.obs_rms.normalize(obs) if self.obs_rms is not None else obs
-
     @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
         """Env action for raw observations: tanh(mu), or a sample from the training noise stream."""
-        inputs = self._inputs(obs)
+        inputs = self.normalize_obs(obs)
         if deterministic:
             return torch.tanh(self.actor(inputs)[0])
         return self.actor.sample(inputs, self.generator)[0]
@@ -223,7 +209,7 @@ class SAC:
         obs = self.env.detach_state()
         for _ in range(self.config.steps_per_iteration):
             with torch.no_grad():
-                action, action_raw, _ = self.actor.sample(self._inputs(obs), self.generator)
+                action, action_raw, _ = self.actor.sample(self.normalize_obs(obs), self.generator)
                 next_obs, reward, terminated, truncated, info = self.env.step(action)
             final_obs = info["obs_before_reset"]
             finite = torch.isfinite(reward) & torch.isfinite(obs).all(-1) & torch.isfinite(final_obs).all(-1)
@@ -237,14 +223,9 @@ class SAC:
             dropped += int((~finite).sum())
             if self.obs_rms is not None:
                 self.obs_rms.update(next_obs)
-            done = terminated | truncated
+            self.record_step(obs, action, action_raw, reward, terminated, truncated, info)
             terminations += int(terminated.sum())
             truncations += int(truncated.sum())
-            self.episodes.add(reward, done, info)
-            if self.recorder is not None:
-                self.recorder.add_step(
-                    obs, action, action_raw, reward, final_obs, terminated, truncated, self.iteration
-                )
             obs = next_obs
             if self.replay.size >= self.config.batch_size:
                 for _ in range(self.config.updates_per_step):
@@ -271,7 +252,7 @@ class SAC:
         """One critic, actor and temperature step on a replay batch, then the target critics' Polyak step."""
         cfg = self.config
         batch = self.replay.sample(cfg.batch_size, self.generator)
-        obs, next_obs = self._inputs(batch["obs"]), self._inputs(batch["next_obs"])
+        obs, next_obs = self.normalize_obs(batch["obs"]), self.normalize_obs(batch["next_obs"])
         alpha = self.temperature.log_alpha.detach().exp()
         with torch.no_grad():
             next_action, _, next_log_prob = self.actor.sample(next_obs, self.generator)
@@ -312,7 +293,7 @@ class SAC:
         """Everything needed to continue bit-exactly: networks, optimisers, temperature, replay, normaliser,
         RNG, episode statistics, env state."""
         return {
-            "config": self.config.to_dict(),
+            **super().state_dict(),
             "actor": self.actor.state_dict(),
             "critic": self.critic.state_dict(),
             "target_critic": self.target_critic.state_dict(),
@@ -321,32 +302,25 @@ class SAC:
             "critic_optimizer": self.critic_optimizer.state_dict(),
             "alpha_optimizer": self.alpha_optimizer.state_dict(),
             "replay": self.replay.state_dict(),
-            "obs_rms": self.obs_rms.state_dict() if self.obs_rms is not None else None,
-            "generator": self.generator.get_state(),
-            "iteration": self.iteration,
             "updates": self.updates,
             "nonfinite": {
                 name: (step.consecutive_nonfinite, step.nonfinite_windows)
                 for name, step in self.steps.items()
             },
             "nonfinite_transitions": self.nonfinite_transitions,
-            **self.episodes.state_dict(),
             "env": self.env.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` output (tensors may be on the CPU; they are moved to the device)."""
+        super().load_state_dict(state)
         for name in ("actor", "critic", "target_critic", "temperature"):
             getattr(self, name).load_state_dict(state[name])
         for name in ("actor_optimizer", "critic_optimizer", "alpha_optimizer"):
             getattr(self, name).load_state_dict(state[name])
         self.replay.load_state_dict(state["replay"])
-        if self.obs_rms is not None:
-            self.obs_rms.load_state_dict(state["obs_rms"])
-        self.generator.set_state(state["generator"])
-        self.iteration, self.updates = state["iteration"], state["updates"]
+        self.updates = state["updates"]
         for name, (consecutive, total) in state["nonfinite"].items():
             self.steps[name].consecutive_nonfinite, self.steps[name].nonfinite_windows = consecutive, total
         self.nonfinite_transitions = state["nonfinite_transitions"]
-        self.episodes.load_state_dict(state)
         self.env.load_state_dict(state["env"])

@@ -27,7 +27,7 @@ import torch
 
 from algos.critic import polyak_update, td_lambda_targets
 from algos.networks import CriticEnsemble
-from algos.normalizers import RunningMeanStd, normalized_actor_loss
+from algos.normalizers import normalized_actor_loss
 from algos.training import ActorCriticConfig, ActorCriticLearner, WindowLoss
 
 
@@ -43,27 +43,19 @@ class SHACConfig(ActorCriticConfig):
 
 
 class SHAC(ActorCriticLearner):
-    """SHAC over any env following the warpbench env protocol (see ``envs/__init__.py``).
-
-    ``recorder``: set an :class:`~algos.dataset.EpisodeRecorder` to record every training transition.
-    """
+    """SHAC over any env following the warpbench env protocol (see ``envs/__init__.py``)."""
 
     def __init__(self, env: Any, config: SHACConfig, seed: int) -> None:
-        super().__init__(env, config, seed, env.obs_dim)
+        super().__init__(env, config, seed, env.obs_dim, obs_rms=config.obs_rms)
         self.config: SHACConfig = config
         self.target_critic: CriticEnsemble | None = None
         if config.target_critic_alpha is not None:
             self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
-        self.obs_rms = RunningMeanStd((env.obs_dim,), device=env.device) if config.obs_rms else None
         self.env.reset()
 
     @property
     def env_steps_per_iteration(self) -> int:
         return self.config.horizon * self.env.num_envs
-
-    def _normalizer(self) -> RunningMeanStd | None:
-        """A frozen copy of the observation statistics for one window."""
-        return copy.deepcopy(self.obs_rms) if self.obs_rms is not None else None
 
     def _value(self, obs: torch.Tensor) -> torch.Tensor:
         """Bootstrap value: target critic if there is one, else the online ensemble minimum."""
@@ -72,9 +64,7 @@ class SHAC(ActorCriticLearner):
     @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
         """Env action for raw observations; the stochastic case draws from the training noise stream."""
-        if self.obs_rms is not None:
-            obs = self.obs_rms.normalize(obs)
-        return self.actor.act(obs, deterministic, self.generator)
+        return self.actor.act(self.normalize_obs(obs), deterministic, self.generator)
 
     def train_iteration(self) -> dict[str, float]:
         """One SHAC window: actor update, critic fit, learning-rate decay. Returns per-iteration metrics."""
@@ -94,11 +84,7 @@ class SHAC(ActorCriticLearner):
     def _rollout(self) -> dict[str, Any]:
         cfg = self.config
         horizon, num_envs = cfg.horizon, self.env.num_envs
-        normalizer = self._normalizer()
-
-        def normalize(x: torch.Tensor) -> torch.Tensor:
-            return normalizer.normalize(x) if normalizer is not None else x
-
+        normalize = self.frozen_normalizer()
         obs = self.env.detach_state()
         inputs = torch.empty(horizon, num_envs, self.env.obs_dim, device=self.device)
         rewards = torch.empty(horizon, num_envs, device=self.device)
@@ -114,7 +100,7 @@ class SHAC(ActorCriticLearner):
             action = torch.tanh(action_raw)
             next_obs, reward, terminated, truncated, info = self.env.step(action)
             final_obs = info["obs_before_reset"]
-            done = terminated | truncated
+            done = self.record_step(obs, action, action_raw, reward, terminated, truncated, info)
             if self.obs_rms is not None:
                 self.obs_rms.update(next_obs)
             # V' of the state each env reached: 0 on termination; final_obs == next_obs where not done.
@@ -126,12 +112,6 @@ class SHAC(ActorCriticLearner):
             rewards[t], next_values[t], dones[t] = reward.detach(), next_value.detach(), done
             terminations += int(terminated.sum())
             truncations += int(truncated.sum())
-            self.episodes.add(reward, done, info)
-            if self.recorder is not None:
-                would = info.get("would_terminate")
-                self.recorder.add_step(
-                    obs, action, action_raw, reward, final_obs, terminated, truncated, self.iteration, would
-                )
             obs = next_obs
 
         return {
@@ -152,7 +132,6 @@ class SHAC(ActorCriticLearner):
         return {
             **super().state_dict(),
             "target_critic": self.target_critic.state_dict() if self.target_critic is not None else None,
-            "obs_rms": self.obs_rms.state_dict() if self.obs_rms is not None else None,
             "env": self.env.state_dict(),
         }
 
@@ -161,6 +140,4 @@ class SHAC(ActorCriticLearner):
         super().load_state_dict(state)
         if self.target_critic is not None:
             self.target_critic.load_state_dict(state["target_critic"])
-        if self.obs_rms is not None:
-            self.obs_rms.load_state_dict(state["obs_rms"])
         self.env.load_state_dict(state["env"])

@@ -45,12 +45,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from algos.config import JsonConfig
+from algos.config import JsonConfig, check_at_least_one
 from algos.critic import polyak_update
-from algos.dataset import EpisodeRecorder
 from algos.mppi import MPPIConfig, plan, shift
 from algos.networks import zero_nonfinite_gradients
-from algos.training import ActorStep, EpisodeTracker
+from algos.training import ActorStep, Learner
 from algos.window_replay import WindowReplay
 from algos.wm_training import WMTrainConfig, WorldModelTrainer
 from algos.world_model import WorldModel, WorldModelConfig, _mlp, world_model_config
@@ -127,10 +126,16 @@ class TDMPC2Config(JsonConfig):
     """Raise NonFiniteGradientError after this many consecutive policy updates with a nan/inf gradient."""
 
     def __post_init__(self) -> None:
-        positive = ("horizon", "batch_size", "num_q", "steps_per_iteration", "max_epochs", "updates_per_step")
-        for name in (*positive, "max_nonfinite_updates"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_at_least_one(
+            self,
+            "horizon",
+            "batch_size",
+            "num_q",
+            "steps_per_iteration",
+            "max_epochs",
+            "updates_per_step",
+            "max_nonfinite_updates",
+        )
         if self.num_q < 2:
             raise ValueError(f"num_q must be >= 2 (targets take the min of 2), got {self.num_q}")
         if self.world_model.reward_bins < 2 or self.world_model.reward_decode != "symexp":
@@ -230,15 +235,15 @@ class _LatentPlanner:
         return self.agent.policy.sample(z, generator)[0]
 
 
-class TDMPC2:
+class TDMPC2(Learner):
     """TD-MPC2 over any env following the warpbench env protocol (see ``envs/__init__.py``).
 
-    ``recorder``: set an :class:`~algos.dataset.EpisodeRecorder` to record every training transition (the
-    applied action is also recorded as ``action_raw``: planned actions have no pre-squash sample).
+    The recorder gets the applied action also as ``action_raw`` (planned actions have no pre-squash sample).
     """
 
     def __init__(self, env: Any, config: TDMPC2Config, seed: int) -> None:
-        self.env, self.config, self.device = env, config, torch.device(env.device)
+        super().__init__(env, config, seed)
+        self.config: TDMPC2Config = config
         self.gamma = config.discount or heuristic_discount(env.max_episode_steps)
         self.seed_steps = (
             config.seed_steps if config.seed_steps is not None else max(1000, 5 * env.max_episode_steps)
@@ -269,16 +274,12 @@ class TDMPC2:
             self.policy, self.policy_optimizer, config.grad_clip, config.max_nonfinite_updates
         )
         self.q_scale = 1.0
-        self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.replay = WindowReplay(
             config.replay_capacity, env.num_envs, env.obs_dim, env.act_dim, self.device
         )
-        self.episodes = EpisodeTracker(env.num_envs, self.device)
-        self.recorder: EpisodeRecorder | None = None
         self.plan_mean = torch.zeros(env.num_envs, config.mppi.horizon, env.act_dim, device=self.device)
         self.learning = False
         """True once the seed updates are done."""
-        self.iteration = 0
         self.nonfinite_model_steps = 0
         self.nonfinite_plan_scores = 0
         self.nonfinite_samples = 0
@@ -287,10 +288,6 @@ class TDMPC2:
         env.reset()
 
     # -- protocol -----------------------------------------------------------------------------------
-
-    @property
-    def max_iterations(self) -> int:
-        return self.config.max_epochs
 
     @property
     def env_steps_per_iteration(self) -> int:
@@ -341,13 +338,8 @@ class TDMPC2:
             plan_time += time.perf_counter() - start
             with torch.no_grad():
                 next_obs, reward, terminated, truncated, info = self.env.step(action)
-            final_obs, done = info["obs_before_reset"], terminated | truncated
-            self.replay.add(obs, action, reward, final_obs, terminated, done)
-            self.episodes.add(reward, done, info)
-            if self.recorder is not None:
-                self.recorder.add_step(
-                    obs, action, action, reward, final_obs, terminated, truncated, self.iteration
-                )
+            done = self.record_step(obs, action, action, reward, terminated, truncated, info)
+            self.replay.add(obs, action, reward, info["obs_before_reset"], terminated, done)
             self.plan_mean = torch.where(done[:, None, None], 0.0, self.plan_mean)
             terminations += int(terminated.sum())
             truncations += int(truncated.sum())
@@ -543,7 +535,7 @@ class TDMPC2:
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue bit-exactly: networks, optimisers, generator, replay, env, plan."""
         return {
-            "config": self.config.to_dict(),
+            **super().state_dict(),
             "world_model": self.world_model.state_dict(),
             "q": self.q.state_dict(),
             "target_q": self.target_q.state_dict(),
@@ -551,32 +543,28 @@ class TDMPC2:
             "model_optimizer": self.model_optimizer.state_dict(),
             "policy_optimizer": self.policy_optimizer.state_dict(),
             "q_scale": self.q_scale,
-            "generator": self.generator.get_state(),
             "replay": self.replay.state_dict(),
             "plan_mean": self.plan_mean.clone(),
             "learning": self.learning,
-            "iteration": self.iteration,
             "consecutive_nonfinite": self.policy_step.consecutive_nonfinite,
             "nonfinite_totals": self.nonfinite_totals(),
-            "episodes": self.episodes.state_dict(),
             "env": self.env.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` output (tensors may be on the CPU; they are moved to the device)."""
+        # Checkpoints written before the shared Learner base nest the episode statistics.
+        super().load_state_dict({**state, **state.get("episodes", {})})
         for name in ("world_model", "q", "target_q", "policy", "model_optimizer", "policy_optimizer"):
             getattr(self, name).load_state_dict(state[name])
         self.q_scale = state["q_scale"]
-        self.generator.set_state(state["generator"])
         self.replay.load_state_dict(state["replay"])
         self.plan_mean = state["plan_mean"].to(self.device)
         self.learning = state["learning"]
-        self.iteration = state["iteration"]
         self.policy_step.consecutive_nonfinite = state["consecutive_nonfinite"]
         totals = state["nonfinite_totals"]
         self.policy_step.nonfinite_windows = totals["nonfinite_actor_windows"]
         self.nonfinite_model_steps = totals["nonfinite_model_steps"]
         self.nonfinite_plan_scores = totals["nonfinite_plan_scores"]
         self.nonfinite_samples = totals["nonfinite_samples"]
-        self.episodes.load_state_dict(state["episodes"])
         self.env.load_state_dict(state["env"])

@@ -1,19 +1,26 @@
-"""Training pieces every actor-critic algorithm here shares (SHAC, PWM): their common settings
-(:class:`ActorCriticConfig`), learning-rate schedules, the clipped actor step that skips non-finite
-gradients, training-episode statistics, and :class:`ActorCriticLearner`, the base class that builds and
-checkpoints them. The critic side (TD(lambda) targets and the critic update) lives in :mod:`algos.critic`.
+"""The shape every algorithm here shares, and the training pieces several of them use.
+
+:class:`Learner` is the base of every trainer (SHAC, PWM, PPO, SAC, BPTT, TD-MPC2): env, config, noise
+generator, optional observation normaliser, training-episode statistics, recorder and iteration counter,
+with their part of the checkpoint. An algorithm file adds its config dataclass, its networks and its
+update rule. Also here: learning-rate schedules, the clipped step that skips non-finite gradients
+(:class:`ActorStep`), the windowed actor loss of SHAC, PWM and BPTT (:class:`WindowLoss`), and
+:class:`ActorCriticLearner`, the base of SHAC and PWM (:class:`ActorCriticConfig`). The critic side
+(TD(lambda) targets and the critic update) lives in :mod:`algos.critic`.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from algos.config import JsonConfig
+from algos.config import JsonConfig, check_at_least_one, check_choice
 from algos.critic import CriticUpdate
 from algos.dataset import EpisodeRecorder
 from algos.networks import ACTIVATIONS, CriticEnsemble, StochasticActor, gradient_norm
@@ -71,16 +78,17 @@ class ActorCriticConfig(JsonConfig):
     """Raise NonFiniteGradientError after this many consecutive windows with a nan/inf actor gradient."""
 
     def __post_init__(self) -> None:
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(
-                f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}"
-            )
-        positive = ("horizon", "max_epochs", "num_critics", "critic_iterations", "critic_batches")
-        for name in (*positive, "max_nonfinite_windows"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_choice("activation", self.activation, ACTIVATIONS)
+        check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        check_at_least_one(
+            self,
+            "horizon",
+            "max_epochs",
+            "num_critics",
+            "critic_iterations",
+            "critic_batches",
+            "max_nonfinite_windows",
+        )
 
 
 class NonFiniteGradientError(FloatingPointError):
@@ -245,18 +253,95 @@ class EpisodeTracker:
         self.recent_lengths = deque(state["recent_lengths"], maxlen=RECENT_EPISODES)
 
 
-class ActorCriticLearner:
-    """Base of SHAC and PWM: actor, critic ensemble, their Adam optimisers, actor step, critic update,
-    return normaliser, noise generator and training-episode statistics, over inputs of ``input_dim``
-    (observations for SHAC, latents for PWM), with their part of the checkpoint.
+class Learner:
+    """The part of a trainer every algorithm here shares, with its part of the checkpoint.
+
+    A subclass (one algorithm) builds its networks after ``super().__init__`` and provides the rest of the
+    ``bench.algorithms.Trainer`` protocol: ``env_steps_per_iteration``, ``train_iteration``, ``act``,
+    ``nonfinite_totals``, and its own entries in ``state_dict`` / ``load_state_dict``. ``config`` needs
+    ``max_epochs`` and ``to_dict``; ``obs_rms``: keep running observation statistics
+    (:meth:`normalize_obs`).
 
     ``recorder``: set an :class:`~algos.dataset.EpisodeRecorder` to record every real training transition.
     """
 
-    def __init__(self, env: Any, config: ActorCriticConfig, seed: int, input_dim: int) -> None:
+    def __init__(self, env: Any, config: Any, seed: int, obs_rms: bool = False) -> None:
         self.env = env
         self.config = config
         self.device = torch.device(env.device)
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        """The trainer's noise stream (actions, minibatches, replay samples): checkpointed."""
+        self.obs_rms = RunningMeanStd((env.obs_dim,), device=env.device) if obs_rms else None
+        self.recorder: EpisodeRecorder | None = None
+        self.episodes = EpisodeTracker(env.num_envs, self.device)
+        self.iteration = 0
+
+    @property
+    def max_iterations(self) -> int:
+        return self.config.max_epochs
+
+    def normalize_obs(self, obs: torch.Tensor) -> torch.Tensor:
+        """``obs`` normalised by the running statistics (unchanged without ``obs_rms``)."""
+        return self.obs_rms.normalize(obs) if self.obs_rms is not None else obs
+
+    def frozen_normalizer(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """:meth:`normalize_obs` with the statistics as they are now (for one window, during which
+        ``obs_rms`` goes on updating)."""
+        if self.obs_rms is None:
+            return lambda obs: obs
+        return copy.deepcopy(self.obs_rms).normalize
+
+    def record_step(
+        self,
+        obs: torch.Tensor,
+        action: torch.Tensor,
+        action_raw: torch.Tensor,
+        reward: torch.Tensor,
+        terminated: torch.Tensor,
+        truncated: torch.Tensor,
+        info: dict[str, Any],
+    ) -> torch.Tensor:
+        """Enter one real env step (from ``obs`` with ``action``, the pre-squash ``action_raw``) into the
+        episode statistics and the recorder; returns ``done`` = terminated | truncated."""
+        done = terminated | truncated
+        self.episodes.add(reward, done, info)
+        if self.recorder is not None:
+            final_obs, would = info["obs_before_reset"], info.get("would_terminate")
+            self.recorder.add_step(
+                obs, action, action_raw, reward, final_obs, terminated, truncated, self.iteration, would
+            )
+        return done
+
+    def state_dict(self) -> dict[str, Any]:
+        """The shared part of the checkpoint (subclasses add theirs)."""
+        return {
+            "config": self.config.to_dict(),
+            "generator": self.generator.get_state(),
+            "obs_rms": self.obs_rms.state_dict() if self.obs_rms is not None else None,
+            "iteration": self.iteration,
+            **self.episodes.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` output (tensors may be on the CPU; they are moved to the device)."""
+        self.generator.set_state(state["generator"])
+        if self.obs_rms is not None:
+            self.obs_rms.load_state_dict(state["obs_rms"])
+        self.iteration = state["iteration"]
+        self.episodes.load_state_dict(state)
+
+
+class ActorCriticLearner(Learner):
+    """Base of SHAC and PWM: actor, critic ensemble, their Adam optimisers, actor step, critic update and
+    return normaliser over inputs of ``input_dim`` (observations for SHAC, latents for PWM), with their part
+    of the checkpoint.
+    """
+
+    def __init__(
+        self, env: Any, config: ActorCriticConfig, seed: int, input_dim: int, obs_rms: bool = False
+    ) -> None:
+        super().__init__(env, config, seed, obs_rms)
+        self.config: ActorCriticConfig = config
         self.actor = StochasticActor(
             input_dim,
             env.act_dim,
@@ -284,14 +369,6 @@ class ActorCriticLearner:
             config.critic_grad_clip,
         )
         self.ret_rms = RunningMeanStd((), device=env.device) if config.ret_rms else None
-        self.generator = torch.Generator(device=self.device).manual_seed(seed)
-        self.recorder: EpisodeRecorder | None = None
-        self.episodes = EpisodeTracker(env.num_envs, self.device)
-        self.iteration = 0
-
-    @property
-    def max_iterations(self) -> int:
-        return self.config.max_epochs
 
     def learning_rates(self, **others: tuple[torch.optim.Optimizer, float]) -> dict[str, float]:
         """Set this iteration's actor, critic (and ``others``') learning rates; returns them as metrics."""
@@ -313,30 +390,25 @@ class ActorCriticLearner:
     def state_dict(self) -> dict[str, Any]:
         """The shared part of the checkpoint (subclasses add theirs)."""
         return {
-            "config": self.config.to_dict(),
+            **super().state_dict(),
             "actor": self.actor.state_dict(),
             "critic": self.critic.state_dict(),
             "actor_optimizer": self.actor_optimizer.state_dict(),
             "critic_optimizer": self.critic_optimizer.state_dict(),
             "ret_rms": self.ret_rms.state_dict() if self.ret_rms is not None else None,
-            "generator": self.generator.get_state(),
-            "iteration": self.iteration,
             "consecutive_nonfinite": self.actor_step.consecutive_nonfinite,
             "nonfinite_totals": self.nonfinite_totals(),
-            **self.episodes.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` output (tensors may be on the CPU; they are moved to the device)."""
+        super().load_state_dict(state)
         self.actor.load_state_dict(state["actor"])
         self.critic.load_state_dict(state["critic"])
         self.actor_optimizer.load_state_dict(state["actor_optimizer"])
         self.critic_optimizer.load_state_dict(state["critic_optimizer"])
         if self.ret_rms is not None:
             self.ret_rms.load_state_dict(state["ret_rms"])
-        self.generator.set_state(state["generator"])
-        self.iteration = state["iteration"]
         self.actor_step.consecutive_nonfinite = state["consecutive_nonfinite"]
         self.actor_step.nonfinite_windows = state["nonfinite_totals"]["nonfinite_actor_windows"]
         self.critic_update.nonfinite_steps = state["nonfinite_totals"]["nonfinite_critic_steps"]
-        self.episodes.load_state_dict(state)

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -17,11 +15,11 @@ from algos.dataset import load_dataset
 from algos.ppo import PPO, PPOConfig
 from algos.sac import SAC, SACConfig
 from bench import report, rundir
-from bench.harness import resume_run, start_run
+from bench.harness import resume_run
 from bench.presets import BASELINE_SMOKE, resolve_settings
 from bench.run import main
 from bench.settings import jsonable
-from tests.test_run_cli import RESUME_SETTINGS, comparable, load_checkpoint, only_run
+from tests.helpers import assert_same_run, load_checkpoint, only_run, straight_and_interrupted
 from tests.toy_envs import register_toy_env
 
 TOY = register_toy_env()
@@ -83,44 +81,12 @@ def test_smoke_settings_and_cpu_budgets() -> None:
         assert budget == 2_048_000, algo  # SHAC's cpu budget: 64 envs x 32 steps x 1000 iterations
 
 
-def assert_same(a: Any, b: Any, where: str = "") -> None:
-    """Nested checkpoint contents are equal, tensors bit for bit."""
-    if isinstance(a, dict):
-        assert a.keys() == b.keys(), where
-        for key in a:
-            assert_same(a[key], b[key], f"{where}.{key}")
-    elif isinstance(a, list | tuple):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            assert_same(x, y, f"{where}[{i}]")
-    elif isinstance(a, torch.Tensor):
-        assert torch.equal(a, b), where
-    else:
-        assert a == b, where
-
-
 @pytest.mark.parametrize("algo", BASELINES)
 def test_interrupt_and_resume_equals_uninterrupted_run(algo: str, tmp_path: Path) -> None:
-    def run(out: Path, **kwargs: Any) -> Path:
-        start_run(algo, TOY, preset="smoke", overrides=RESUME_SETTINGS, save_data=True, out=out, **kwargs)
-        return only_run(out)
-
-    def interrupt(iteration: int) -> None:
-        if iteration == 3:
-            raise KeyboardInterrupt
-
-    straight = run(tmp_path / "straight")
-    resumed = run(tmp_path / "resumed", on_iteration=interrupt)
-    assert rundir.read_summary(resumed)["status"] == "interrupted"
+    straight, resumed = straight_and_interrupted(algo, TOY, tmp_path)
     assert resume_run(resumed).status == "complete"
-    expected, actual = load_checkpoint(straight, "final.pt"), load_checkpoint(resumed, "final.pt")
-    assert_same(expected["trainer"], actual["trainer"], "trainer")
-    for name, table in comparable(straight).items():
-        pd.testing.assert_frame_equal(table, comparable(resumed)[name], check_exact=True, obj=name)
-    data_straight, data_resumed = load_dataset(straight / "data"), load_dataset(resumed / "data")
-    assert data_straight.num_episodes > 0
-    for field in ("obs", "action", "action_raw", "reward", "epoch", "episode_id"):
-        np.testing.assert_array_equal(getattr(data_straight, field), getattr(data_resumed, field))
+    assert_same_run(straight, resumed)
+    assert load_dataset(straight / rundir.DATA).num_episodes > 0
 
 
 def test_ppo_and_sac_step_the_ant_without_recording() -> None:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import contextlib
 import io
 
-import pandas as pd
 import pytest
 
 from bench import rundir
 from bench.harness import resume_run, start_run
 from bench.pipeline import pipeline_root
 from bench.run import main
+from tests.helpers import assert_same_run, interrupt_at
 
 
 @pytest.fixture(scope="module")
@@ -107,16 +107,7 @@ def test_a_pwm_run_resumes_bit_exactly_reloading_its_inputs(pipeline, tmp_path):
     }
     settings = {"preset": "smoke", "overrides": ["algo.max_epochs=6", "run.eval_interval=0.25"], **inputs}
 
-    def interrupt(iteration):
-        if iteration == 3:
-            raise KeyboardInterrupt
-
     straight = start_run("pwm", "ant", out=tmp_path / "a", **settings).run_dir
-    stopped = start_run("pwm", "ant", out=tmp_path / "b", on_iteration=interrupt, **settings)
+    stopped = start_run("pwm", "ant", out=tmp_path / "b", on_iteration=interrupt_at(3), **settings)
     assert stopped.exit_code == 130 and resume_run(stopped.run_dir).status == "complete"
-
-    def train(run_dir):
-        table = pd.read_csv(run_dir / rundir.TRAIN).drop(columns="wall_time_s")
-        return table[table["metric"] != "fps"].reset_index(drop=True)
-
-    pd.testing.assert_frame_equal(train(straight), train(stopped.run_dir), check_exact=True)
+    assert_same_run(straight, stopped.run_dir)

@@ -28,7 +28,8 @@ from algos.world_model import WorldModel, world_model_config
 from bench.collect import collect, random_policy
 from bench.harness import evaluate
 from bench.presets import pretrain_settings, published_config, resolve_settings
-from tests.toy_envs import make_toy_env
+from tests.helpers import constant_critic, resume_bit_exactly
+from tests.toy_envs import ScriptedEnv, make_toy_env
 
 TINY = PWMConfig(
     horizon=8,
@@ -102,25 +103,9 @@ def open_pretrained(open_data: Path) -> PretrainedWorldModel:
     )
 
 
-class ScriptedEnv:
-    """obs = 0, reward 1. Env 0 truncates and env 1 terminates at step 1; env 3 terminates at step 3."""
-
-    num_envs, obs_dim, act_dim, max_episode_steps, device = 4, 1, 1, 1000, "cpu"
-
-    def __init__(self) -> None:
-        self.t = 0
-
-    def reset(self) -> torch.Tensor:
-        return torch.zeros(4, 1)
-
-    detach_state = reset
-
-    def step(self, actions: torch.Tensor) -> tuple[Any, ...]:
-        t, self.t = self.t, self.t + 1
-        obs = torch.zeros(4, 1)
-        truncated = torch.tensor([t == 1, False, False, False])
-        terminated = torch.tensor([False, t == 1, False, t == 3])
-        return obs, torch.ones(4), terminated, truncated, {"obs_before_reset": obs}
+def scripted_env() -> ScriptedEnv:
+    """Four envs; env 0 truncates and env 1 terminates at step 1, env 3 terminates at step 3."""
+    return ScriptedEnv(4, truncate={0: 1}, terminate={1: 1, 3: 3})
 
 
 def constant_model(termination_probability: float | None) -> WorldModel:
@@ -190,12 +175,9 @@ def test_offline_imagined_returns_end_with_the_termination_head_by_hand(
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        pwm = PWM(ScriptedEnv(), config, 0, untrained(constant_model(probability)), constant_dataset())
+        pwm = PWM(scripted_env(), config, 0, untrained(constant_model(probability)), constant_dataset())
     assert bool(caught) == (probability is None and termination)
-    for member in pwm.critic.members:
-        with torch.no_grad():
-            member[-1].weight.zero_()
-            member[-1].bias.fill_(2.0)
+    constant_critic(pwm.critic, 2.0)
     metrics = pwm.train_iteration()
     assert metrics["actor_loss"] == pytest.approx(expected_loss)
     assert metrics["imagined_return"] == pytest.approx(-4 * expected_loss)
@@ -213,9 +195,6 @@ def test_actor_loss_and_td_targets_hand_example(tmp_path: Path, exponent: str, e
     #   env 2 uninterrupted: -(1.875 + .5*.0625*2) = -1.9375 (gamma^(H+1) bootstrap)
     #   env 3 terminated at the last step: its return is kept, -(1.875 + 0) = -1.875 (reference defect 6)
     # With bootstrap_exponent "H" the final terms use gamma^m: -4, -3.5, -2, -1.875. Loss = mean / H.
-    model = WorldModel(1, 1, world_model_config("tiny"))
-    with torch.no_grad():
-        model.reward_head[-1].bias.fill_(1.0)
     config = PWMConfig(
         horizon=4,
         gamma=0.5,
@@ -227,11 +206,8 @@ def test_actor_loss_and_td_targets_hand_example(tmp_path: Path, exponent: str, e
         bootstrap_exponent=exponent,
         diagnostics_interval=0,  # ScriptedEnv has no state_dict
     )
-    pwm = PWM(ScriptedEnv(), config, seed=0, world_model=untrained(model))
-    for member in pwm.critic.members:
-        with torch.no_grad():
-            member[-1].weight.zero_()
-            member[-1].bias.fill_(2.0)
+    pwm = PWM(scripted_env(), config, seed=0, world_model=untrained(constant_model(None)))
+    constant_critic(pwm.critic, 2.0)
     metrics = pwm.train_iteration()
     assert metrics["actor_loss"] == pytest.approx(expected_loss)
     # TD(lambda) targets G_t = r + gamma * (V' if done else (1 - lam) V' + lam G_{t+1}): envs 0 and 2 all 2;
@@ -266,25 +242,9 @@ def test_actor_gradient_reaches_the_actor_only_through_the_frozen_model(
     assert pwm.train_iteration()["actor_grad_norm"] == 0.0
 
 
-class OneEndEnv(ScriptedEnv):
-    """Two envs, obs = 0, reward 1; env 0 truncates at step ``end`` (None: never)."""
-
-    num_envs = 2
-
-    def __init__(self, end: int | None) -> None:
-        super().__init__()
-        self.end = end
-
-    def reset(self) -> torch.Tensor:
-        return torch.zeros(2, 1)
-
-    detach_state = reset
-
-    def step(self, actions: torch.Tensor) -> tuple[Any, ...]:
-        t, self.t = self.t, self.t + 1
-        obs = torch.zeros(2, 1)
-        truncated = torch.tensor([t == self.end, False])
-        return obs, torch.ones(2), torch.zeros(2, dtype=torch.bool), truncated, {"obs_before_reset": obs}
+def one_end_env(end: int | None) -> ScriptedEnv:
+    """Two envs; env 0 truncates at step ``end`` (None: never)."""
+    return ScriptedEnv(2, truncate={} if end is None else {0: end})
 
 
 def test_a_real_episode_end_leaves_the_other_envs_gradients_intact(tmp_path: Path) -> None:
@@ -295,7 +255,7 @@ def test_a_real_episode_end_leaves_the_other_envs_gradients_intact(tmp_path: Pat
     gradients = []
     for end in (1, None):
         torch.manual_seed(1)
-        pwm = PWM(OneEndEnv(end), config, seed=0, world_model=untrained(model))
+        pwm = PWM(one_end_env(end), config, seed=0, world_model=untrained(model))
         window = pwm.imagine(pwm.env.detach_state())
         gradients.append(torch.autograd.grad(window["per_env_loss"][1], list(pwm.actor.parameters())))
     # Env 1 imagines the same trajectory whether or not env 0's real episode ended (and its latent reset).
@@ -457,29 +417,12 @@ def test_state_dict_continues_bit_exactly(
     def make() -> PWM:
         return PWM(make_toy_env(num_envs=4, seed=0, episode_length=6), config, seed=0, **inputs)
 
-    torch.manual_seed(0)
-    reference = make()
-    for _ in range(3):
-        reference.train_iteration()
-    buffer = io.BytesIO()
-    torch.save(reference.state_dict(), buffer)
-    expected = [reference.train_iteration() for _ in range(3)]
+    modules = ["actor", "critic", "actor_optimizer", "critic_optimizer", "wm_trainer"]
+    result = resume_bit_exactly(make, modules)
     if mode == "online":
-        assert "wm_loss" in expected[-1]
-
-    torch.manual_seed(123)  # a different initialisation: everything must come from the checkpoint
-    resumed = make()
-    resumed.load_state_dict(torch.load(io.BytesIO(buffer.getvalue()), weights_only=False))
-    assert [resumed.train_iteration() for _ in range(3)] == expected
-    for name in ("actor", "critic"):
-        for a, b in zip(
-            getattr(reference, name).state_dict().values(),
-            getattr(resumed, name).state_dict().values(),
-            strict=True,
-        ):
-            assert torch.equal(a, b)
+        assert "wm_loss" in result.metrics[-1]
     obs = torch.randn(3, 4)
-    assert torch.equal(reference.act(obs), resumed.act(obs))
+    assert torch.equal(result.reference.act(obs), result.resumed.act(obs))
 
 
 def test_config_validation(tmp_path: Path, pretrained: PretrainedWorldModel) -> None:
@@ -494,7 +437,7 @@ def test_config_validation(tmp_path: Path, pretrained: PretrainedWorldModel) -> 
     mish = replace(TINY, world_model=world_model_config("tiny", variant="mish"))
     assert PWM(make_toy_env(), mish, seed=0, world_model=pretrained).world_model.config == pretrained.config
     with pytest.raises(ValueError, match="obs/act dims"):
-        PWM(ScriptedEnv(), TINY, seed=0, world_model=pretrained)
+        PWM(scripted_env(), TINY, seed=0, world_model=pretrained)
     ant, ant_envs = published_config("pwm", "offline", "ant")
     assert (ant.mode, ant_envs, ant.max_epochs, ant.horizon, ant.critic_iterations) == (
         "offline",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
@@ -11,7 +10,6 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -20,11 +18,11 @@ from algos.dataset import load_dataset
 from bench import rundir
 from bench.harness import resume_run, start_run
 from bench.run import main
+from tests.helpers import assert_same_run, load_checkpoint, only_run, straight_and_interrupted
 from tests.toy_envs import register_toy_env
 
 TOY = register_toy_env()
 SMOKE = ["--algo", "shac", "--env", TOY, "--preset", "smoke"]
-RESUME_SETTINGS = ["algo.max_epochs=6", "run.eval_interval=0.25", "env.early_termination=false"]
 
 
 @pytest.fixture(autouse=True)
@@ -32,16 +30,6 @@ def restore_threads() -> Iterator[None]:
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
-
-
-def only_run(out: Path) -> Path:
-    (run_dir,) = rundir.find_runs(out)
-    return run_dir
-
-
-def load_checkpoint(run_dir: Path, name: str = "latest.pt") -> dict:
-    data = (run_dir / rundir.CHECKPOINTS / name).read_bytes()
-    return torch.load(io.BytesIO(data), weights_only=False)
 
 
 def test_smoke_run_writes_the_run_directory(tmp_path: Path) -> None:
@@ -90,31 +78,9 @@ def test_smoke_run_writes_the_run_directory(tmp_path: Path) -> None:
     assert load_checkpoint(run_dir, "final.pt")["iteration"] == 4
 
 
-def comparable(run_dir: Path) -> dict[str, pd.DataFrame]:
-    """Everything a run wrote except wall-clock quantities."""
-    train = pd.read_csv(run_dir / rundir.TRAIN).drop(columns="wall_time_s")
-    evals = pd.read_csv(run_dir / rundir.EVAL).drop(columns=["wall_time_s", "train_time_s", "eval_time_s"])
-    return {
-        "train": train[train["metric"] != "fps"].reset_index(drop=True),
-        "eval": evals,
-        "episodes": pd.read_csv(run_dir / rundir.EVAL_EPISODES),
-    }
-
-
 def test_interrupt_and_resume_equals_uninterrupted_run(tmp_path: Path, capsys) -> None:
-    def run(out: Path, **kwargs) -> Path:
-        start_run("shac", TOY, preset="smoke", overrides=RESUME_SETTINGS, save_data=True, out=out, **kwargs)
-        return only_run(out)
-
-    straight = run(tmp_path / "straight")
-
-    def interrupt(iteration: int) -> None:
-        if iteration == 3:
-            raise KeyboardInterrupt
-
-    resumed = run(tmp_path / "resumed", on_iteration=interrupt)
-    summary = rundir.read_summary(resumed)
-    assert summary["status"] == "interrupted" and summary["iterations"] == 3
+    straight, resumed = straight_and_interrupted("shac", TOY, tmp_path)
+    assert rundir.read_summary(resumed)["iterations"] == 3
     assert load_checkpoint(resumed)["iteration"] == 3
     assert not (resumed / rundir.CHECKPOINTS / "final.pt").exists()
 
@@ -129,20 +95,9 @@ def test_interrupt_and_resume_equals_uninterrupted_run(tmp_path: Path, capsys) -
     assert rundir.read_summary(resumed)["status"] == "complete"
     assert rundir.read_json(resumed / rundir.CONFIG)["resumes"][0]["from_iteration"] == 3
 
-    expected, actual = load_checkpoint(straight, "final.pt"), load_checkpoint(resumed, "final.pt")
-    for part in ("actor", "critic"):
-        for name, tensor in expected["trainer"][part].items():
-            assert torch.equal(tensor, actual["trainer"][part][name]), (part, name)
-    assert expected["trainer"]["actor_optimizer"]["state"][0]["exp_avg_sq"].equal(
-        actual["trainer"]["actor_optimizer"]["state"][0]["exp_avg_sq"]
-    )
-    for name, table in comparable(straight).items():
-        pd.testing.assert_frame_equal(table, comparable(resumed)[name], check_exact=True, obj=name)
-
-    data_straight, data_resumed = load_dataset(straight / "data"), load_dataset(resumed / "data")
-    assert data_straight.num_episodes == 4 and (data_straight.episode_length == 32).all()  # no early stops
-    for field in ("obs", "action", "action_raw", "reward", "epoch", "episode_id"):
-        np.testing.assert_array_equal(getattr(data_straight, field), getattr(data_resumed, field))
+    assert_same_run(straight, resumed)
+    data = load_dataset(straight / rundir.DATA)
+    assert data.num_episodes == 4 and (data.episode_length == 32).all()  # no early stops
 
 
 def test_sigterm_checkpoints_and_exits_143(tmp_path: Path) -> None:
@@ -263,5 +218,4 @@ def test_video_records_each_evaluation_point_and_changes_nothing(tmp_path: Path)
     assert cli_run.returncode == 0, cli_run.stderr[-2000:]
     names = sorted(p.name for p in (only_run(tmp_path / "cli") / "videos").glob("*.mp4"))
     assert names == [f"env_steps_{n:012d}.mp4" for n in (0, 64, 128)]
-    for name, table in comparable(plain).items():
-        pd.testing.assert_frame_equal(table, comparable(with_video)[name], check_exact=True, obj=name)
+    assert_same_run(plain, with_video)

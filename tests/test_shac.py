@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 from dataclasses import replace
-from typing import Any
 
 import numpy as np
 import pytest
@@ -17,7 +16,8 @@ from algos.shac import SHAC, SHACConfig
 from algos.training import NonFiniteGradientError
 from bench.harness import evaluate
 from bench.presets import published_config
-from tests.toy_envs import make_toy_env
+from tests.helpers import constant_critic
+from tests.toy_envs import ScriptedEnv, make_toy_env
 
 TINY = SHACConfig(
     horizon=16,
@@ -92,27 +92,9 @@ def test_running_mean_std_matches_numpy_and_ignores_nonfinite() -> None:
     assert float(rms.normalize(torch.full((3,), 1e6)).max()) == 5.0
 
 
-class ScriptedEnv:
-    """obs = 0, reward = 1 + 0 * action; env 0 truncates and env 1 terminates after its 2nd step."""
-
-    num_envs, obs_dim, act_dim, max_episode_steps, device = 3, 1, 1, 1000, "cpu"
-
-    def __init__(self) -> None:
-        self.t = 0
-
-    def reset(self) -> torch.Tensor:
-        return torch.zeros(3, 1)
-
-    def detach_state(self) -> torch.Tensor:
-        return torch.zeros(3, 1)
-
-    def step(self, actions: torch.Tensor) -> tuple[Any, ...]:
-        ends = self.t == 1
-        self.t += 1
-        obs = torch.zeros(3, 1) + 0.0 * actions
-        truncated = torch.tensor([ends, False, False])
-        terminated = torch.tensor([False, ends, False])
-        return obs, 1.0 + 0.0 * actions[:, 0], terminated, truncated, {"obs_before_reset": obs}
+def scripted_env() -> ScriptedEnv:
+    """Three envs; env 0 truncates and env 1 terminates after its 2nd step."""
+    return ScriptedEnv(3, truncate={0: 1}, terminate={1: 1})
 
 
 def test_actor_loss_bootstraps_on_truncation_only() -> None:
@@ -129,11 +111,8 @@ def test_actor_loss_bootstraps_on_truncation_only() -> None:
         ret_rms=False,
         critic_iterations=1,
     )
-    shac = SHAC(ScriptedEnv(), config, seed=0)
-    output_layer = shac.critic.members[0][-1]
-    with torch.no_grad():
-        output_layer.weight.zero_()
-        output_layer.bias.fill_(2.0)
+    shac = SHAC(scripted_env(), config, seed=0)
+    constant_critic(shac.critic, 2.0)
     metrics = shac.train_iteration()
     assert metrics["actor_loss"] == pytest.approx(-(4 + 3.5 + 2) / 3 / 4)
     assert metrics["window_length_mean"] == pytest.approx(12 / 5)

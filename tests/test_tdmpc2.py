@@ -24,10 +24,17 @@ from algos.wm_training import WMTrainConfig, load_world_model, world_model_check
 from algos.world_model import world_model_config
 from bench import report, rundir
 from bench.algorithms import RunInputs
-from bench.harness import evaluate, resolve_run, start_run
+from bench.harness import evaluate, resolve_run
 from bench.presets import resolve_settings
 from bench.run import main
 from bench.settings import ConfigError
+from tests.helpers import (
+    assert_same_run,
+    load_checkpoint,
+    only_run,
+    resume_bit_exactly,
+    straight_and_interrupted,
+)
 from tests.toy_envs import make_toy_env, register_toy_env
 
 TOY = register_toy_env()
@@ -41,11 +48,6 @@ TINY = TDMPC2Config(
     seed_updates=3,
     mppi=SMALL_PLANNER,
 )
-
-
-def only_run(out: Path) -> Path:
-    (run_dir,) = rundir.find_runs(out)
-    return run_dir
 
 
 def test_heuristic_discount() -> None:
@@ -163,33 +165,30 @@ def test_state_dict_continues_bit_exactly_with_the_replay() -> None:
     def make() -> TDMPC2:
         return TDMPC2(make_toy_env(num_envs=2, seed=0, episode_length=6), config, seed=0)
 
-    torch.manual_seed(0)
-    reference = make()
-    for _ in range(3):  # through the seed steps and the first updates
-        reference.train_iteration()
-    assert reference.learning
-    buffer = io.BytesIO()
-    torch.save(reference.state_dict(), buffer)
-    expected = [reference.train_iteration() for _ in range(4)]
-    assert reference.replay.count > reference.replay.rows
-
-    torch.manual_seed(123)  # a different initialisation: everything must come from the checkpoint
-    resumed = make()
-    resumed.load_state_dict(torch.load(io.BytesIO(buffer.getvalue()), weights_only=False))
-    actual = [resumed.train_iteration() for _ in range(4)]
-    timing = ("plan_time_s", "update_time_s")
-    assert [{k: v for k, v in m.items() if k not in timing} for m in actual] == [
-        {k: v for k, v in m.items() if k not in timing} for m in expected
-    ]
-    for name in ("world_model", "q", "target_q", "policy"):
-        for a, b in zip(
-            getattr(reference, name).state_dict().values(),
-            getattr(resumed, name).state_dict().values(),
-            strict=True,
-        ):
-            assert torch.equal(a, b), name
+    # The checkpoint comes after the seed steps and the first updates; the replay wraps after it.
+    modules = ["world_model", "q", "target_q", "policy", "model_optimizer", "policy_optimizer", "replay"]
+    result = resume_bit_exactly(make, modules, after=4, timing=("plan_time_s", "update_time_s"))
+    assert result.checkpoint["learning"] and result.reference.replay.count > result.reference.replay.rows
     obs = torch.randn(3, 4)
-    assert torch.equal(reference.act(obs), resumed.act(obs))
+    assert torch.equal(result.reference.act(obs), result.resumed.act(obs))
+
+
+def test_loads_checkpoints_with_nested_episode_statistics() -> None:
+    # Checkpoints written before the shared algos.training.Learner nest the episode statistics.
+    def make() -> TDMPC2:
+        return TDMPC2(make_toy_env(num_envs=2, seed=0, episode_length=6), TINY, seed=0)
+
+    agent = make()
+    for _ in range(3):
+        agent.train_iteration()
+    state = agent.state_dict()
+    names = ("episode_return", "episode_length", "recent_returns", "recent_lengths")
+    nested = {k: v for k, v in state.items() if k not in names} | {"episodes": {k: state[k] for k in names}}
+    restored = make()
+    restored.load_state_dict(nested)
+    assert len(agent.episodes.recent_returns) > 0
+    assert restored.episodes.recent_returns == agent.episodes.recent_returns
+    assert torch.equal(restored.episodes.episode_return, agent.episodes.episode_return)
 
 
 def test_evaluation_actions_are_a_function_of_the_observation() -> None:
@@ -274,49 +273,13 @@ def test_exported_world_model_loads_into_pwm(tmp_path: Path) -> None:
 SMOKE = ["--algo", "tdmpc2", "--env", TOY, "--preset", "smoke"]
 
 
-def comparable(run_dir: Path) -> dict[str, pd.DataFrame]:
-    """Everything a run wrote except wall-clock quantities."""
-    train = pd.read_csv(run_dir / rundir.TRAIN).drop(columns="wall_time_s")
-    evals = pd.read_csv(run_dir / rundir.EVAL).drop(columns=["wall_time_s", "train_time_s", "eval_time_s"])
-    timing = train["metric"].isin(["fps", "plan_time_s", "update_time_s"])
-    return {
-        "train": train[~timing].reset_index(drop=True),
-        "eval": evals,
-        "episodes": pd.read_csv(run_dir / rundir.EVAL_EPISODES),
-    }
-
-
 def test_cli_run_resume_report_and_pwm_on_its_world_model(tmp_path: Path) -> None:
-    overrides = ["algo.max_epochs=6", "run.eval_interval=0.25", "env.early_termination=false"]
-
-    def run(out: Path, **kwargs) -> Path:
-        start_run("tdmpc2", TOY, preset="smoke", overrides=overrides, save_data=True, out=out, **kwargs)
-        return only_run(out)
-
-    straight = run(tmp_path / "straight")
-
-    def interrupt(iteration: int) -> None:
-        if iteration == 3:
-            raise KeyboardInterrupt
-
-    resumed = run(tmp_path / "resumed", on_iteration=interrupt)
-    assert rundir.read_summary(resumed)["status"] == "interrupted"
+    straight, resumed = straight_and_interrupted("tdmpc2", TOY, tmp_path)
     assert main(["--resume", str(resumed)]) == 0
-    for name, table in comparable(straight).items():
-        pd.testing.assert_frame_equal(table, comparable(resumed)[name], check_exact=True, obj=name)
-    final = [
-        torch.load(io.BytesIO(rundir.checkpoint(r, rundir.FINAL).read_bytes()), weights_only=False)
-        for r in (straight, resumed)
-    ]
-    for part in ("world_model", "q", "policy"):
-        for name, tensor in final[0]["trainer"][part].items():
-            assert torch.equal(tensor, final[1]["trainer"][part][name]), (part, name)
-    replays = [f["trainer"]["replay"] for f in final]
-    assert replays[0]["count"] == 6 * 8 and torch.equal(replays[0]["obs"], replays[1]["obs"])
-    data = [load_dataset(r / rundir.DATA) for r in (straight, resumed)]
-    assert data[0].num_episodes == 4  # 48 steps per env: each of the 4 envs finished one 32-step episode
-    for field in ("obs", "action", "action_raw", "reward", "epoch", "episode_id"):
-        np.testing.assert_array_equal(getattr(data[0], field), getattr(data[1], field))
+    assert_same_run(straight, resumed, timing=("plan_time_s", "update_time_s"))
+    assert load_checkpoint(straight, rundir.FINAL)["trainer"]["replay"]["count"] == 6 * 8
+    # 48 steps per env: each of the 4 envs finished one 32-step episode
+    assert load_dataset(straight / rundir.DATA).num_episodes == 4
 
     summary = rundir.read_summary(straight)
     assert summary["status"] == "complete" and summary["env_steps"]["training"] == 6 * 8 * 4

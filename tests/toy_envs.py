@@ -11,6 +11,36 @@ import envs
 TOY_ENV = "toy_pointmass"
 
 
+class ScriptedEnv:
+    """A hand-checkable env without state: 1-d observations 0 and reward 1 at every step (both tied to the
+    actions by a zero weight, so that gradients flow through them); env i's episode ends at step
+    ``truncate[i]`` (truncated) or ``terminate[i]`` (terminated), counted from 0."""
+
+    obs_dim, act_dim, max_episode_steps, device = 1, 1, 1000, "cpu"
+
+    def __init__(
+        self, num_envs: int, truncate: dict[int, int] | None = None, terminate: dict[int, int] | None = None
+    ) -> None:
+        self.num_envs = num_envs
+        self.truncate, self.terminate = truncate or {}, terminate or {}
+        self.t = 0
+
+    def reset(self) -> torch.Tensor:
+        return torch.zeros(self.num_envs, 1)
+
+    detach_state = reset
+
+    def step(self, actions: torch.Tensor) -> tuple[Any, ...]:
+        t, self.t = self.t, self.t + 1
+
+        def ends(at: dict[int, int]) -> torch.Tensor:
+            return torch.tensor([at.get(i) == t for i in range(self.num_envs)])
+
+        obs = torch.zeros(self.num_envs, 1) + 0.0 * actions
+        reward = 1.0 + 0.0 * actions[:, 0]
+        return obs, reward, ends(self.terminate), ends(self.truncate), {"obs_before_reset": obs}
+
+
 class PointMassEnv:
     """Batched 2-D point mass that should run along +x while staying inside a lateral band |y| <= 1.
 
