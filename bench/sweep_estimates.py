@@ -34,6 +34,7 @@ _ONLINE = "results/runs/ant/pwm/seed0_20261130T072730Z/eval.csv at commit ec7c24
 _STAGES = "results/runs/ant_pwm_stages/pwm_pretrain/seed0_20261130T072127Z/summary.json at commit ec7c249"
 _PERF = "results/perf/perf_cpu.csv (forward+backward, N = 64, simulator alone)"
 _PPO = "results/runs/ant/ppo/*/eval.csv at commit 6517ce1 (last row per run; the other core busy)"
+_SAC = "results/runs/ant/sac/seed0_20261130T110726Z/eval.csv (last row; the other core busy)"
 _HOPPER = "results/runs/hopper/shac/seed0_20261130T102103Z/eval.csv (last row; the other core busy)"
 # (task kind, env) -> rate. SHAC, PWM online and the baselines: env-steps/s; PWM offline: imagined steps/s;
 # pretraining: steps/s of the preset's model (cpu: small, paper: the paper size).
@@ -41,6 +42,7 @@ RATES: dict[tuple[str, str], Rate] = {
     ("shac:pwm", "ant"): Rate(2_048_000 / 3030, f"{_RUNS}: SHAC, 2.05M env-steps in 3,025-3,034 s"),
     ("pwm:offline", "ant"): Rate(64 * 16 * 500 / 494, f"{_RUNS}: PWM offline, 500 x 64 x 16 in 458-529 s"),
     ("pwm:online", "ant"): Rate(2_048_000 / 4374, f"{_ONLINE}: PWM online, 2.05M env-steps in 4,374 s"),
+    ("sac:fork", "ant"): Rate(2_048_000 / 2238, f"{_SAC}: SAC, 2.05M env-steps in 2,238 s"),
     ("shac:pwm", "hopper"): Rate(2_048_000 / 1460, f"{_HOPPER}: SHAC, 2.05M env-steps in 1,460 s"),
     ("ppo:fork", "ant"): Rate(2_048_000 / 311, f"{_PPO}: PPO, 2.05M env-steps in 307-315 s"),
     ("pretrain:cpu", "ant"): Rate(2000 / 338, f"{_STAGES}: 2,000 small-model steps in 338 s"),
