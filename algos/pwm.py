@@ -20,7 +20,9 @@ Modes (``PWMConfig.mode``; each a small strategy object, :class:`Online` and :cl
   from E(real observation). The world model, pretrained or not, is fine-tuned ``wm_steps_per_epoch`` steps
   per iteration (the first time without a pretrained model: ``wm_bootstrap_steps``), ``rew_rms`` updating
   on every batch. Until the replay holds an episode of H transitions, a model that was not pretrained only
-  collects data.
+  collects data. Our extension: a model with a termination head (``termination`` below) ends the imagined
+  returns online too, between real episode ends (a real end resets the continuation to 1), and keeps
+  training the head on the replay's ``would_terminate`` flags (the dataset's and the real episodes').
 - ``offline``: the pretrained world model is frozen (no optimiser step, no gradient into its parameters);
   start states are first observations of ``batch_size`` (512) sub-trajectories sampled from the dataset; no
   env steps. Our extensions beyond the reference, which never ran single-task offline (each switchable, so
@@ -95,8 +97,9 @@ class PWMConfig(ActorCriticConfig):
     """Offline start states per iteration (the reference's offline batch; None: the env's num_envs); online
     always uses the env batch."""
     termination: bool = True
-    """Offline: end imagined returns with the world model's termination head (our extension; a model
-    without one runs without, with a warning)."""
+    """End imagined returns with the world model's termination head (our extension). Offline a model
+    without one runs without, with a warning; online it is used (and fine-tuned on the replay's
+    would_terminate flags) only when the model has one, so a model without is the reference's driver."""
     guard_gap: float | None = None
     """Offline stopping rule (our extension): the growth of the diagnostics' imagined-minus-real return gap
     (model units) that stops learning and restores the last passing actor and critics; None: off."""
@@ -144,12 +147,24 @@ class Online:
     def __init__(self, pwm: PWM, dataset: EpisodeDataset | None) -> None:
         env, cfg = pwm.env, pwm.config
         self.pwm = pwm
-        self.replay = EpisodeReplay(cfg.replay_capacity, env.obs_dim, env.act_dim, pwm.device)
+        # Our extension: a model with a termination head keeps training it on the replay's flags and ends
+        # imagined returns with it; without a head this is the reference's driver.
+        self.termination = cfg.termination and pwm.world_model.termination_head is not None
+        if self.termination and dataset is not None and dataset.would_terminate is None:
+            raise ValueError(
+                f"online PWM with a termination head needs would_terminate flags in the dataset "
+                f"{dataset.path} (recorded before they existed); use another dataset or "
+                "--set algo.termination=false"
+            )
+        self.replay = EpisodeReplay(
+            cfg.replay_capacity, env.obs_dim, env.act_dim, pwm.device, termination_flags=self.termination
+        )
         if dataset is not None:
             subset = select_episodes(dataset, self.replay.capacity, pwm.rng)
             for start, length in zip(subset.episode_start, subset.episode_length, strict=True):
                 rows = slice(start, start + length + 1)
-                self.replay.add(subset.obs[rows], subset.action[rows], subset.reward[rows])
+                flags = subset.would_terminate[rows] if self.termination else None
+                self.replay.add(subset.obs[rows], subset.action[rows], subset.reward[rows], flags)
         self.collector = EpisodeRecorder(env.num_envs)
         env.reset()
 
@@ -180,7 +195,10 @@ class Online:
 
     def end_window(self) -> None:
         for episode in self.collector.pop_finished():
-            self.replay.add(episode.obs, episode.action, episode.reward)
+            flags = episode.would_terminate if self.termination else None
+            if self.termination and flags is None:
+                raise ValueError("online PWM with a termination head: the env reports no would_terminate")
+            self.replay.add(episode.obs, episode.action, episode.reward, flags)
 
     def stats(self) -> dict[str, float]:
         return {"replay_episodes": float(self.replay.num_episodes)}
@@ -470,8 +488,9 @@ class PWM(ActorCriticLearner):
 
     @property
     def imagined_termination(self) -> bool:
-        """Imagined returns end with the model's termination head (offline, ``config.termination``)."""
-        return isinstance(self.mode, Offline) and self.mode.termination
+        """Imagined returns end with the model's termination head (``config.termination`` and a model that
+        has one)."""
+        return self.mode.termination
 
     # -- one iteration ------------------------------------------------------------------------------
 
@@ -503,15 +522,14 @@ class PWM(ActorCriticLearner):
             action = torch.tanh(action_raw)
             z, reward = model.step(z, action)
             real = self.mode.env_step(obs, action, action_raw)
-            done = terminated = None
+            ended = None  # where the critic's targets end: imagined (p > 0.5) or real terminations
             if use_termination:
                 # The expected return under the head (gradient included); the critic sees p > 0.5 as an end.
                 loss.add(continuation * reward)
                 probability = torch.sigmoid(model.termination_logit(z))
                 continuation = continuation * (1.0 - probability)
-                terminated = probability.detach() > 0.5
-                imagined_ends |= terminated
-                dones[h] = terminated
+                ended = probability.detach() > 0.5
+                imagined_ends |= ended
             else:
                 loss.add(reward)
             if real is not None:
@@ -519,23 +537,29 @@ class PWM(ActorCriticLearner):
                 next_obs, terminated, done = real
                 terminations += int(terminated.sum())
                 truncations += int((done & ~terminated).sum())
+                ended = terminated if ended is None else ended | terminated
             closing = last or (real is not None and bool(done.any()))
             with torch.set_grad_enabled(torch.is_grad_enabled() and closing):
                 value = self.critic.value(z)
-            bootstrap = continuation * value  # with imagined terminations: weighted by the continuation
-            if terminated is not None:
-                value = torch.where(terminated, 0.0, value)
             if closing:
+                # A real termination ends the return (V = 0); with the head, the rest is weighted by the
+                # probability of no imagined termination so far.
+                bootstrap = torch.where(terminated, 0.0, value) if real is not None else value
+                if use_termination:
+                    bootstrap = continuation * bootstrap
                 ends = torch.ones(batch, dtype=torch.bool, device=self.device) if last else done
-                loss.close(
-                    ends, bootstrap if use_termination else value, final_discount if last else 1.0, last
-                )
+                loss.close(ends, bootstrap, final_discount if last else 1.0, last)
+            if ended is not None:
+                value = torch.where(ended, 0.0, value)
+                dones[h] = ended
             if real is not None:
-                dones[h] = done
+                dones[h] |= done
                 if bool(done.any()):
                     with torch.no_grad():
                         encoded = model.encode(next_obs)
                     z = torch.where(done[:, None], encoded, z)  # the other envs keep their gradient path
+                    if use_termination and not last:  # a new real episode: no imagined termination yet
+                        continuation = torch.where(done, 1.0, continuation)
                 obs = next_obs
             rewards[h], next_values[h] = reward.detach(), value.detach()
 

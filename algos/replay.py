@@ -5,6 +5,8 @@ Episodes use the row layout of ``algos.dataset``: an episode of T transitions is
 row j holding s_j and (for j >= 1) the action and reward of the transition s_{j-1} -> s_j. Rows live in a
 preallocated ring of ``capacity`` rows on the training device; an episode that does not fit before the end
 of the ring starts again at row 0, and the oldest episodes in the way are evicted (first in, first out).
+An :class:`EpisodeReplay` made with ``termination_flags=True`` also keeps each row's ``would_terminate`` flag
+(the env's termination condition at s_j) for a world model's termination head.
 """
 
 from __future__ import annotations
@@ -17,12 +19,23 @@ import torch
 
 
 class EpisodeReplay:
-    def __init__(self, capacity: int, obs_dim: int, act_dim: int, device: str | torch.device) -> None:
+    def __init__(
+        self,
+        capacity: int,
+        obs_dim: int,
+        act_dim: int,
+        device: str | torch.device,
+        termination_flags: bool = False,
+    ) -> None:
         self.capacity = capacity
         self.device = torch.device(device)
         self.obs = torch.zeros(capacity, obs_dim, device=self.device)
         self.action = torch.zeros(capacity, act_dim, device=self.device)
         self.reward = torch.zeros(capacity, device=self.device)
+        self.would_terminate = (
+            torch.zeros(capacity, dtype=torch.bool, device=self.device) if termination_flags else None
+        )
+        """Per-row termination condition (``termination_flags``); None: not kept."""
         self.episodes: deque[tuple[int, int]] = deque()
         """(first row, transitions) per stored episode, oldest first."""
         self.cursor = 0
@@ -43,11 +56,19 @@ class EpisodeReplay:
         obs: np.ndarray | torch.Tensor,
         action: np.ndarray | torch.Tensor,
         reward: np.ndarray | torch.Tensor,
+        would_terminate: np.ndarray | torch.Tensor | None = None,
     ) -> None:
-        """Store one episode given as rows: obs [T+1, d], action [T+1, a], reward [T+1]."""
+        """Store one episode given as rows: obs [T+1, d], action [T+1, a], reward [T+1] and, in a replay
+        that keeps termination flags (and only there), would_terminate [T+1]."""
         rows = obs.shape[0]
         if rows > self.capacity:
             raise ValueError(f"an episode of {rows} rows does not fit a replay of {self.capacity} rows")
+        if (would_terminate is None) != (self.would_terminate is None):
+            raise ValueError(
+                "this replay keeps would_terminate flags: every episode needs them"
+                if self.would_terminate is not None
+                else "this replay keeps no would_terminate flags (made without termination_flags)"
+            )
         if self.cursor + rows > self.capacity:
             # Wrap: episodes left beyond the cursor from the previous pass are the oldest; drop them.
             while self.episodes and self.episodes[0][0] >= self.cursor:
@@ -56,12 +77,18 @@ class EpisodeReplay:
         end = self.cursor + rows
         while self.episodes and self.cursor <= self.episodes[0][0] < end:
             self.episodes.popleft()
-        for storage, values in ((self.obs, obs), (self.action, action), (self.reward, reward)):
+        for storage, values in self._fields(obs, action, reward, would_terminate):
             storage[self.cursor : end] = torch.as_tensor(values, device=self.device, dtype=storage.dtype)
         self.episodes.append((self.cursor, rows - 1))
         self.cursor = end
         self.used = max(self.used, end)
         self._table = None
+
+    def _fields(self, *values: Any) -> list[tuple[torch.Tensor, Any]]:
+        """(storage, value) for obs, action, reward and, when kept, would_terminate."""
+        storages = (self.obs, self.action, self.reward, self.would_terminate)
+        pairs = zip(storages, values, strict=True)
+        return [(storage, value) for storage, value in pairs if storage is not None]
 
     def can_sample(self, horizon: int) -> bool:
         """True if some stored episode has at least ``horizon`` transitions."""
@@ -69,7 +96,8 @@ class EpisodeReplay:
 
     def sample(self, batch_size: int, horizon: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """Uniform windows of ``horizon`` + 1 rows inside single episodes, batch-first:
-        obs [B, H+1, d], action [B, H, a], reward [B, H] (action/reward t: transition s_t -> s_{t+1})."""
+        obs [B, H+1, d], action [B, H, a], reward [B, H] (action/reward t: transition s_t -> s_{t+1}) and,
+        when kept, would_terminate [B, H] (the termination condition at s_{t+1})."""
         if self._table is None:
             table = torch.tensor(list(self.episodes), dtype=torch.long).reshape(-1, 2).to(self.device)
             self._table = (table[:, 0], table[:, 1])
@@ -84,7 +112,11 @@ class EpisodeReplay:
         episode = torch.searchsorted(cumulative, draw, right=True)
         first = starts[episode] + draw - (cumulative[episode] - valid[episode])
         rows = first[:, None] + torch.arange(horizon + 1, device=self.device)
-        return {"obs": self.obs[rows], "action": self.action[rows[:, 1:]], "reward": self.reward[rows[:, 1:]]}
+        steps = rows[:, 1:]
+        batch = {"obs": self.obs[rows], "action": self.action[steps], "reward": self.reward[steps]}
+        if self.would_terminate is not None:
+            batch["would_terminate"] = self.would_terminate[steps]
+        return batch
 
     def state_dict(self) -> dict[str, Any]:
         """The written part of the ring and its bookkeeping (enough to continue bit-exactly)."""
@@ -96,15 +128,23 @@ class EpisodeReplay:
             "obs": self.obs[: self.used].clone(),
             "action": self.action[: self.used].clone(),
             "reward": self.reward[: self.used].clone(),
+            **(
+                {"would_terminate": self.would_terminate[: self.used].clone()}
+                if self.would_terminate is not None
+                else {}
+            ),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state["capacity"] != self.capacity:
             raise ValueError(f"replay capacity {state['capacity']} differs from {self.capacity}")
+        if ("would_terminate" in state) != (self.would_terminate is not None):
+            raise ValueError("the saved replay and this one differ in keeping would_terminate flags")
         self.cursor, self.used = state["cursor"], state["used"]
         self.episodes = deque(tuple(e) for e in state["episodes"])
-        for name in ("obs", "action", "reward"):
-            getattr(self, name)[: self.used] = state[name].to(self.device)
+        saved = (state["obs"], state["action"], state["reward"], state.get("would_terminate"))
+        for storage, values in self._fields(*saved):
+            storage[: self.used] = values.to(self.device)
         self._table = None
 
 

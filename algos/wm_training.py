@@ -6,7 +6,7 @@ forcing), L_dyn = sum_t rho^t MSE(z_{t+1}, z̄_{t+1}), L_rew = mean over t and b
 rho^t l(R(z_t, a_t), r̃_t) (l = squared error, or two-hot cross-entropy), r̃ = rew_rms-normalised reward;
 L = (L_dyn + L_rew) / H. A model with a termination head (our extension, TD-MPC2's term) adds
 ``termination_coef`` * mean BCE(T(z_{t+1}), would_terminate_t) over the rolled-out latents, when the batch
-carries the dataset's ``would_terminate`` flags (online replay batches do not: the head is not fine-tuned).
+carries ``would_terminate`` flags (a dataset's, or online PWM's replay when it uses the head).
 Adam (default betas), non-finite gradient entries zeroed and counted, grad-norm clip, step.
 
 Pretraining fits ``rew_rms`` on every reward of the dataset once, then takes gradient steps on uniformly

@@ -218,6 +218,84 @@ def test_actor_loss_and_td_targets_hand_example(tmp_path: Path, exponent: str, e
     assert metrics["model_reward_mean"] == pytest.approx(1.0)
 
 
+@pytest.mark.parametrize(
+    ("probability", "expected_return", "expected_target", "expected_ended"),
+    [
+        # gamma = 0.5, H = 4, reward 1, V = 2, q = 1 - p, real ends as in the hand example below. Step h of a
+        # segment is weighted by q^h and its bootstrap by q^(m+1); a real end restarts the continuation:
+        #   env 2 uninterrupted: sum_h (gamma q)^h + gamma^5 q^4 V
+        #   env 0 truncated at h=1: 1 + gamma q + gamma^2 q^2 V, then 1 + gamma q + gamma^3 q^2 V
+        #   env 1 terminated at h=1: 1 + gamma q (V = 0), then as env 0;  env 3 terminated at h=3: sum only
+        (
+            0.25,
+            1.588134765625 + 3.171875 + 2.890625 + 1.568359375,
+            (8 + 8 + 6.75 + 6.671875) / 16,
+            1 - (2 * 0.75**2 + 2 * 0.75**4) / 4,
+        ),
+        # p > 0.5 ends every step for the critic: V' = 0, every TD(lambda) target is the reward 1.
+        (0.75, 1.142822265625 + 2.296875 + 2.265625 + 1.142578125, 1.0, 1 - (2 * 0.25**2 + 2 * 0.25**4) / 4),
+    ],
+)
+def test_online_imagined_returns_end_with_the_termination_head_between_real_ends_by_hand(
+    probability: float, expected_return: float, expected_target: float, expected_ended: float
+) -> None:
+    config = PWMConfig(
+        horizon=4,
+        gamma=0.5,
+        lam=0.5,
+        actor_hidden=(8,),
+        critic_hidden=(8,),
+        ret_rms=False,
+        critic_iterations=1,
+        diagnostics_interval=0,
+    )
+    pwm = PWM(scripted_env(), config, seed=0, world_model=untrained(constant_model(probability)))
+    assert pwm.imagined_termination and pwm.mode.replay.would_terminate is not None
+    constant_critic(pwm.critic, 2.0)
+    metrics = pwm.train_iteration()
+    assert metrics["actor_loss"] == pytest.approx(-expected_return / 16)
+    assert metrics["value_target_mean"] == pytest.approx(expected_target)
+    assert metrics["imagined_termination"] == pytest.approx(expected_ended)
+    assert (metrics["early_terminations"], metrics["truncations"]) == (2.0, 1.0)
+    # The finished real episodes are replayed with their flags: only env 1's terminal state is flagged.
+    flags = [
+        pwm.mode.replay.would_terminate[start : start + length + 1]
+        for start, length in pwm.mode.replay.episodes
+    ]
+    assert [f.tolist() for f in flags] == [[False] * 3, [False, False, True], [False] * 4 + [True]]
+    # Off, the same model's head is ignored: the reference's online driver (as without a head).
+    off = PWM(scripted_env(), replace(config, termination=False), 0, untrained(constant_model(probability)))
+    assert not off.imagined_termination and off.mode.replay.would_terminate is None
+
+
+def test_online_pwm_fine_tunes_the_termination_head_and_resumes_bit_exactly(
+    open_data: Path, open_pretrained: PretrainedWorldModel
+) -> None:
+    model_training = WMTrainConfig(horizon=4, batch_size=8)
+    config = replace(
+        TINY, horizon=4, model_training=model_training, critic_iterations=2, diagnostics_interval=0
+    )
+
+    def make() -> PWM:
+        env = make_toy_env(num_envs=4, seed=0, episode_length=6)
+        return PWM(env, config, 0, copy.deepcopy(open_pretrained), load_dataset(open_data))
+
+    pwm = make()
+    head = copy.deepcopy(pwm.world_model.termination_head.state_dict())
+    metrics = pwm.train_iteration()
+    assert metrics["wm_termination_loss"] > 0 and "imagined_termination" in metrics
+    assert not all(torch.equal(v, pwm.world_model.termination_head.state_dict()[k]) for k, v in head.items())
+    modules = ["actor", "critic", "actor_optimizer", "critic_optimizer", "wm_trainer"]
+    resume_bit_exactly(make, modules)
+    # A dataset recorded before the flags existed cannot seed a replay that trains the head.
+    unflagged = replace(load_dataset(open_data), would_terminate=None)
+    with pytest.raises(ValueError, match="would_terminate flags in the dataset"):
+        PWM(make_toy_env(num_envs=4), config, 0, open_pretrained, unflagged)
+    assert not PWM(
+        make_toy_env(num_envs=4), replace(config, termination=False), 0, open_pretrained, unflagged
+    ).imagined_termination
+
+
 def test_actor_gradient_reaches_the_actor_only_through_the_frozen_model(
     toy_data: Path, pretrained: PretrainedWorldModel
 ) -> None:
@@ -503,3 +581,24 @@ def test_replay_evicts_oldest_whole_episodes_and_samples_inside_episodes() -> No
         restored.sample(64, 2, torch.Generator().manual_seed(1)),
     )
     assert all(torch.equal(a[k], b[k]) for k in a) and replay.episodes == restored.episodes
+
+
+def test_replay_keeps_termination_flags_with_their_transitions() -> None:
+    replay = EpisodeReplay(capacity=30, obs_dim=2, act_dim=1, device="cpu", termination_flags=True)
+    for tag, length in enumerate((5, 6, 3)):
+        obs, action, reward = episode(length, tag)
+        replay.add(obs, action, reward, np.arange(length + 1) == length)  # the last state is flagged
+    batch = replay.sample(200, 3, torch.Generator().manual_seed(0))
+    # would_terminate[t] is the flag of s_{t+1}: set exactly where s_{t+1} is its episode's last state.
+    lengths = torch.tensor([5.0, 6.0, 3.0])[batch["obs"][:, 0, 0].long()]
+    assert torch.equal(batch["would_terminate"], batch["obs"][:, 1:, 1] == lengths[:, None])
+    assert bool(batch["would_terminate"].any())
+    with pytest.raises(ValueError, match="every episode needs them"):
+        replay.add(*episode(2, 3))
+    with pytest.raises(ValueError, match="keeps no would_terminate"):
+        EpisodeReplay(30, 2, 1, "cpu").add(*episode(2, 3), np.zeros(3, bool))
+    restored = EpisodeReplay(capacity=30, obs_dim=2, act_dim=1, device="cpu", termination_flags=True)
+    restored.load_state_dict(replay.state_dict())
+    assert torch.equal(restored.would_terminate, replay.would_terminate)
+    with pytest.raises(ValueError, match="differ in keeping would_terminate"):
+        EpisodeReplay(30, 2, 1, "cpu").load_state_dict(replay.state_dict())

@@ -38,7 +38,9 @@ class ScriptedEnv:
 
         obs = torch.zeros(self.num_envs, 1) + 0.0 * actions
         reward = 1.0 + 0.0 * actions[:, 0]
-        return obs, reward, ends(self.terminate), ends(self.truncate), {"obs_before_reset": obs}
+        terminated = ends(self.terminate)
+        info = {"obs_before_reset": obs, "would_terminate": terminated}
+        return obs, reward, terminated, ends(self.truncate), info
 
 
 class PointMassEnv:
