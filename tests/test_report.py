@@ -397,3 +397,42 @@ def test_videos_of_runs_are_listed_beside_the_report(report_dir, tmp_path):
     assert table["env_steps"].tolist() == [0, 2000]
     assert (table["run"] == str(runs[0].relative_to(root))).all()
     assert all((out / path).resolve() == (videos / Path(path).name).resolve() for path in table["path"])
+
+
+def test_training_cost_per_run_and_in_the_table(report_dir, tmp_path):
+    out, _ = report_dir
+    costs = pd.read_csv(out / "throughput.csv")
+    assert len(costs) == len(ALGOS) * len(ENVS) * len(SEEDS)  # the reported runs only
+    seed1 = costs[(costs["algo"] == "pwm") & (costs["env"] == "Ant") & (costs["seed"] == 1)].iloc[0]
+    # The last evaluation: 3,000 env steps after 6.1 s of training (evaluation time excluded).
+    assert (seed1["env_steps"], seed1["train_time_s"]) == (3000, pytest.approx(6.1))
+    assert seed1["env_steps_per_s"] == pytest.approx(3000 / 6.1) and np.isnan(seed1["plan_time_s"])
+    table = (out / "table.tex").read_text()
+    assert "Ant env-steps/s (training) & 492 & 492" in table  # median over seeds: 3000 / 6.1
+    assert "Ant training time (min) & 0.1 & 0.1" in table and "planning" not in table
+
+    # A planner's time split is summed from train.csv; a run without training env steps has no rate.
+    root = tmp_path / "runs"
+    planner = _make_run(root, "tdmpc2", "Ant", 0)
+    rows = [
+        {"step": k, "env_steps": 1000 * k, "wall_time_s": k, "metric": "plan_time_s", "value": 1.5}
+        for k in (1, 2, 3)
+    ]
+    rundir.append_rows(planner / rundir.TRAIN, rundir.TRAIN_COLUMNS, rows)
+    offline = _make_run(root, "pwm", "Ant", 0)
+    offline_eval = pd.read_csv(offline / rundir.EVAL).assign(env_steps=0)
+    offline_eval.to_csv(offline / rundir.EVAL, index=False)
+    table, runs = report.load_runs(root)
+    costs = report.load_throughput(root, runs).set_index("algo")
+    assert costs.loc["tdmpc2", "plan_time_s"] == 4.5 and np.isnan(costs.loc["tdmpc2", "update_time_s"])
+    assert np.isnan(costs.loc["pwm", "env_steps_per_s"])
+    latex = report.make_report(
+        table,
+        tmp_path / "rep",
+        report.ReportOptions(n_resamples=100),
+        runs,
+        report.load_throughput(root, runs),
+    )
+    assert latex["files"].count("throughput.csv") == 1
+    text = (tmp_path / "rep" / "table.tex").read_text()
+    assert "Ant of it planning (min) & -- & 0.1" in text and "Ant env-steps/s (training) & -- & 500" in text

@@ -20,6 +20,7 @@ from bench.report.diagnostics import write_diagnostics
 from bench.report.ingest import coverage_report, find_videos, load_runs
 from bench.report.options import ReportError, ReportOptions
 from bench.report.output import make_report
+from bench.report.throughput import load_throughput
 
 
 def add_analysis_options(parser: argparse.ArgumentParser, defaults: ReportOptions) -> None:
@@ -75,7 +76,10 @@ Writes to --out (PDF and PNG for every figure, written atomically):
   aggregate     IQM / mean / optimality-gap intervals (bar = CI, solid tick = estimate,
                 dashed tick = mean)
   profiles      performance profiles with bands;   poi   probability-of-improvement matrix
-  table.tex     booktabs table, cells "IQM [lo, hi]"
+  table.tex     booktabs table, cells "IQM [lo, hi]", then the median training cost per env
+                (env-steps/s, training minutes, TD-MPC2's planning minutes)
+  throughput.csv  each run's cost: env_steps, train_time_s, env_steps_per_s, plan_time_s,
+                update_time_s
   runs.csv      tidy table: algo, env, seed, run, env_steps, wall_time_s, train_time_s, return,
                 normalized, protocol (runs.parquet too when pyarrow is installed)
   scores.csv    one score per run under --protocol;  aggregate.csv, curves.csv  the estimates
@@ -148,8 +152,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         hint = "" if args.include_incomplete else "; --include-incomplete uses unfinished runs"
         parser.error(f"none of the {len(runs)} runs under {args.results_dir} is usable{hint}")
     table = filter_table(parser, table, args.algos, args.envs)
+    reported = runs[runs["run"].isin(table["run"].unique())]
     try:
-        result = make_report(table, args.out, options, runs)
+        result = make_report(table, args.out, options, runs, load_throughput(args.results_dir, reported))
     except ReportError as exc:
         parser.error(str(exc))
     print_summary(result, args.out)
@@ -157,7 +162,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not videos.empty:  # bench.run --video: list them beside the report
         write_file(args.out / "videos.csv", videos.to_csv(index=False).encode())
         print(f"{len(videos)} evaluation videos listed in {args.out / 'videos.csv'}")
-    reported = runs[runs["run"].isin(table["run"].unique())]
     diagnostics = write_diagnostics(args.results_dir, reported, args.out, options.formats)
     if diagnostics:
         print(f"PWM diagnostics: {', '.join(path.name for path in diagnostics)}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from bench import plotting, stats
 from bench.report.analysis import Analysis
@@ -35,8 +36,14 @@ def _best(
     return best
 
 
-def latex_table(an: Analysis, options: ReportOptions, runs_per_cell: dict[tuple[str, str], int]) -> str:
-    """Booktabs table: per-env IQM [lo, hi] and the cross-env aggregates, one column per algorithm."""
+def latex_table(
+    an: Analysis,
+    options: ReportOptions,
+    runs_per_cell: dict[tuple[str, str], int],
+    costs: pd.DataFrame | None = None,
+) -> str:
+    """Booktabs table: per-env IQM [lo, hi] and the cross-env aggregates, one column per algorithm, and,
+    given ``costs`` (:func:`bench.report.throughput.median_costs`), the training cost per env."""
     digits = 2 if an.scheme != "none" else 0
     cols = an.algos
     esc = _latex_escape
@@ -64,15 +71,37 @@ def latex_table(an: Analysis, options: ReportOptions, runs_per_cell: dict[tuple[
             add_row(
                 f"All envs ({stats.METRIC_LABELS[metric]})", dict(row), an.poi, metric == "optimality_gap"
             )
+    if costs is not None:
+        lines += _cost_rows(costs, an.envs, cols)
     lines += [
         r"\bottomrule",
         r"\end{tabular}",
-        r"\caption{" + esc(caption(an, options, runs_per_cell)) + "}",
+        r"\caption{" + esc(caption(an, options, runs_per_cell, costs is not None)) + "}",
         r"\label{tab:warpbench-results}",
         r"\end{table}",
         "",
     ]
     return "\n".join(lines)
+
+
+COST_ROWS = {
+    "env_steps_per_s": ("env-steps/s (training)", 0),
+    "train_min": ("training time (min)", 1),
+    "plan_min": ("of it planning (min)", 1),
+}
+"""The cost rows of the table: column of :func:`~bench.report.throughput.median_costs`, label, digits."""
+
+
+def _cost_rows(costs: pd.DataFrame, envs: list[str], cols: list[str]) -> list[str]:
+    """Median cost per env and algorithm ('--' where not applicable); a row only if some entry exists."""
+    lines = [r"\midrule"]
+    for env in envs:
+        for column, (label, digits) in COST_ROWS.items():
+            values = [costs[column].get((algo, env), np.nan) for algo in cols]
+            if np.isfinite(values).any():
+                cells = [f"{v:,.{digits}f}" if np.isfinite(v) else "--" for v in values]
+                lines.append(_latex_escape(f"{env} {label}") + " & " + " & ".join(cells) + r" \\")
+    return lines
 
 
 def _latex_escape(text: str) -> str:
@@ -90,7 +119,9 @@ def _latex_escape(text: str) -> str:
     return text
 
 
-def caption(an: Analysis, options: ReportOptions, runs_per_cell: dict[tuple[str, str], int]) -> str:
+def caption(
+    an: Analysis, options: ReportOptions, runs_per_cell: dict[tuple[str, str], int], costs: bool = False
+) -> str:
     """Caption text: seeds, protocol, CI method and resamples, raw vs normalised."""
     counts = sorted(set(runs_per_cell.values()))
     seeds = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
@@ -105,4 +136,10 @@ def caption(an: Analysis, options: ReportOptions, runs_per_cell: dict[tuple[str,
         f"within each env, {options.ci_method} method, {options.n_resamples} resamples, seed {options.seed}. "
         "Bold: best entry whose CI does not overlap the others' (or whose probability of improvement has a "
         "CI above 0.5)."
+        + (
+            " Cost rows: median over runs of training env steps per second (offline data and evaluation "
+            "excluded) and training minutes, measured on the machine each run records."
+            if costs
+            else ""
+        )
     )

@@ -20,6 +20,7 @@ from bench.report.ingest import TIDY_COLUMNS, coverage_report
 from bench.report.latex import latex_table
 from bench.report.options import PROTOCOLS, ReportError, ReportOptions
 from bench.report.scores import add_normalized, resolve_normalization, run_scores
+from bench.report.throughput import median_costs
 
 
 def _interval_rows(an: Analysis, options: ReportOptions, scheme: str) -> pd.DataFrame:
@@ -78,12 +79,18 @@ def _write_csv(path: Path, frame: pd.DataFrame) -> Path:
 
 
 def make_report(
-    table: pd.DataFrame, out_dir: str | Path, options: ReportOptions, runs: pd.DataFrame | None = None
+    table: pd.DataFrame,
+    out_dir: str | Path,
+    options: ReportOptions,
+    runs: pd.DataFrame | None = None,
+    throughput: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
     """Compute every statistic for the tidy ``table`` and write figures, tables and ``stats.json``.
 
     ``table`` needs the columns ``algo, env, seed, run, env_steps, train_time_s, return`` (NaN where a
-    quantity was not logged). Returns the content written to ``stats.json``.
+    quantity was not logged). ``throughput`` (:func:`bench.report.throughput.load_throughput`, optional):
+    each run's cost, written to ``throughput.csv`` and summarised in the LaTeX table. Returns the content
+    written to ``stats.json``.
     """
     if table.empty:
         raise ReportError("no evaluation rows to report on")
@@ -117,7 +124,11 @@ def make_report(
     curve_rows = _curve_rows(an)
     if options.write_run_data and not curve_rows.empty:
         written.append(_write_csv(out / "curves.csv", curve_rows))
-    written.append(write_file(out / "table.tex", latex_table(an, options, runs_per_cell).encode()))
+    costs = None
+    if throughput is not None and not throughput.empty:
+        written.append(_write_csv(out / "throughput.csv", throughput))
+        costs = median_costs(throughput)
+    written.append(write_file(out / "table.tex", latex_table(an, options, runs_per_cell, costs).encode()))
     written += _figures(an, options, out)
 
     result = {
