@@ -36,7 +36,10 @@ COMMITTED = {
 
 
 ADDED_SINCE = {
-    ("algo", "termination"): "offline only: imagined terminations (online PWM ignores it)",
+    (
+        "algo",
+        "termination",
+    ): "imagined terminations, only with a model that has a head (the committed has none)",
     ("algo", "batch_size"): "offline only: start states per iteration (was None; online uses the env batch)",
     ("algo", "guard_gap"): "offline only: the stopping rule, off",
     ("algo", "model_training", "termination_coef"): "weight of a termination loss; the model has no head",
