@@ -85,6 +85,10 @@ def test_publish_refuses_incomplete_runs(tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         publish.main([str(run), "--out", str(tmp_path / "results")])
     assert exit_info.value.code == 2
+    # Asked for, a stopped run is kept as evidence, with its summary saying how far it got.
+    assert publish.main([str(run), "--out", str(tmp_path / "results"), "--incomplete"]) == 0
+    summary = rundir.read_summary(tmp_path / "results" / "ant" / "shac" / run.name)
+    assert summary == {"status": "interrupted"}
 
 
 @pytest.mark.parametrize("algo", ["shac", "pwm"])
