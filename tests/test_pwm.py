@@ -121,6 +121,13 @@ def constant_model(termination_probability: float | None) -> WorldModel:
     return model
 
 
+def hand_config(**changes: Any) -> PWMConfig:
+    """The hand examples' settings: H = 4, gamma = lambda = 0.5, tiny nets, no return normalisation, one
+    critic pass, no diagnostics (ScriptedEnv has no state_dict), plus ``changes``."""
+    settings = dict(horizon=4, gamma=0.5, lam=0.5, actor_hidden=(8,), critic_hidden=(8,), ret_rms=False)
+    return PWMConfig(**settings, critic_iterations=1, diagnostics_interval=0, **changes)
+
+
 def constant_dataset(length: int = 8) -> EpisodeDataset:
     """One episode of ``length`` transitions, obs = action = reward = 0, as a 1-d dataset."""
     rows = length + 1
@@ -160,19 +167,7 @@ def test_offline_imagined_returns_end_with_the_termination_head_by_hand(
     expected_target: float,
     expected_ended: float | None,
 ) -> None:
-    config = PWMConfig(
-        mode="offline",
-        horizon=4,
-        gamma=0.5,
-        lam=0.5,
-        batch_size=4,
-        actor_hidden=(8,),
-        critic_hidden=(8,),
-        ret_rms=False,
-        critic_iterations=1,
-        termination=termination,
-        diagnostics_interval=0,
-    )
+    config = hand_config(mode="offline", batch_size=4, termination=termination)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         pwm = PWM(scripted_env(), config, 0, untrained(constant_model(probability)), constant_dataset())
@@ -195,17 +190,7 @@ def test_actor_loss_and_td_targets_hand_example(tmp_path: Path, exponent: str, e
     #   env 2 uninterrupted: -(1.875 + .5*.0625*2) = -1.9375 (gamma^(H+1) bootstrap)
     #   env 3 terminated at the last step: its return is kept, -(1.875 + 0) = -1.875 (reference defect 6)
     # With bootstrap_exponent "H" the final terms use gamma^m: -4, -3.5, -2, -1.875. Loss = mean / H.
-    config = PWMConfig(
-        horizon=4,
-        gamma=0.5,
-        lam=0.5,
-        actor_hidden=(8,),
-        critic_hidden=(8,),
-        ret_rms=False,
-        critic_iterations=1,
-        bootstrap_exponent=exponent,
-        diagnostics_interval=0,  # ScriptedEnv has no state_dict
-    )
+    config = hand_config(bootstrap_exponent=exponent)
     pwm = PWM(scripted_env(), config, seed=0, world_model=untrained(constant_model(None)))
     constant_critic(pwm.critic, 2.0)
     metrics = pwm.train_iteration()
@@ -239,16 +224,7 @@ def test_actor_loss_and_td_targets_hand_example(tmp_path: Path, exponent: str, e
 def test_online_imagined_returns_end_with_the_termination_head_between_real_ends_by_hand(
     probability: float, expected_return: float, expected_target: float, expected_ended: float
 ) -> None:
-    config = PWMConfig(
-        horizon=4,
-        gamma=0.5,
-        lam=0.5,
-        actor_hidden=(8,),
-        critic_hidden=(8,),
-        ret_rms=False,
-        critic_iterations=1,
-        diagnostics_interval=0,
-    )
+    config = hand_config()
     pwm = PWM(scripted_env(), config, seed=0, world_model=untrained(constant_model(probability)))
     assert pwm.imagined_termination and pwm.mode.replay.would_terminate is not None
     constant_critic(pwm.critic, 2.0)
