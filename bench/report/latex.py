@@ -76,7 +76,7 @@ def latex_table(
     lines += [
         r"\bottomrule",
         r"\end{tabular}",
-        r"\caption{" + esc(caption(an, options, runs_per_cell, costs is not None)) + "}",
+        r"\caption{" + esc(caption(an, options, runs_per_cell, with_costs=costs is not None)) + "}",
         r"\label{tab:warpbench-results}",
         r"\end{table}",
         "",
@@ -120,7 +120,7 @@ def _latex_escape(text: str) -> str:
 
 
 def caption(
-    an: Analysis, options: ReportOptions, runs_per_cell: dict[tuple[str, str], int], costs: bool = False
+    an: Analysis, options: ReportOptions, runs_per_cell: dict[tuple[str, str], int], with_costs: bool = False
 ) -> str:
     """Caption text: seeds, protocol, CI method and resamples, raw vs normalised."""
     counts = sorted(set(runs_per_cell.values()))
@@ -139,7 +139,7 @@ def caption(
         + (
             " Cost rows: median over runs of training env steps per second (offline data and evaluation "
             "excluded) and training minutes, measured on the machine each run records."
-            if costs
+            if with_costs
             else ""
         )
     )
