@@ -11,7 +11,9 @@ One env-step = one control step (1/60 s) of one env.
 
 ``--train``: where a training iteration's time goes instead (``bench.perf_train``): simulator forward and
 backward, actor, critic and world-model updates, evaluation and the rest, per iteration and as shares,
-for the ``--preset`` settings (default ``cpu``); rows are appended to ``--out``.
+for the ``--preset`` settings (default ``cpu``), with each piece's matrix-product GFLOP and GFLOP per CPU
+second set against this core's own matrix-product rate (a ``matmul_reference`` row); rows are appended to
+``--out``.
 
     python -m bench.perf --train --algo shac pwm --env ant --iterations 10 --out results/perf/train_cpu.csv
 """
@@ -36,7 +38,7 @@ import envs
 from algos.world_model import SIZES
 from bench.algorithms import ALGORITHMS
 from bench.cli import debug_requested, report_failure
-from bench.perf_train import train_breakdown, world_model_step
+from bench.perf_train import matmul_reference, train_breakdown, world_model_step
 from bench.presets import PRESETS
 from bench.provenance import device_info, git_state, package_versions
 from bench.rundir import atomic_write_bytes
@@ -217,16 +219,27 @@ def main_train(args: argparse.Namespace) -> int:
         for name in args.env:
             size, device = args.world_model_size, args.device
             rows.append(world_model_step(name, size, args.iterations, args.seed, device))
+    if args.device == "cpu":
+        rows.append(matmul_reference())
     hardware = _provenance(rows, args.device)
     table = pd.DataFrame(rows)
-    shown = table[["algo", "env", "category", "seconds_per_iteration", "share", "cpu_seconds_per_iteration"]]
+    columns = ["algo", "env", "category", "seconds_per_iteration", "share", "cpu_seconds_per_iteration"]
+    shown = table[table["category"] != "matmul_reference"][
+        [*columns, "gflop_per_iteration", "gflop_per_cpu_s"]
+    ]
     print(f"hardware: {hardware}; preset {args.preset}, {args.iterations} iterations after 1 warm-up")
     print(shown.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
     for row in rows:
         if row["category"] == "world_model_step":
             print(
                 f"world-model step ({row['world_model_size']}, {row['env']}): "
-                f"{row['seconds_per_iteration']:.3f} s ({row['cpu_seconds_per_iteration']:.3f} CPU s)"
+                f"{row['seconds_per_iteration']:.3f} s ({row['cpu_seconds_per_iteration']:.3f} CPU s), "
+                f"{row['gflop_per_iteration']:.1f} GFLOP at {row['gflop_per_cpu_s']:.0f} GFLOP per CPU s"
+            )
+        if row["category"] == "matmul_reference":
+            print(
+                f"this core's float32 matrix product {row['matmul_shape']} (one thread): "
+                f"{row['gflop_per_cpu_s']:.0f} GFLOP per CPU s, the ceiling of the GFLOP rates above"
             )
         if row["category"] == "total":
             print(

@@ -17,7 +17,10 @@ algorithms carry no timing code):
 - ``other``: the rest of the iteration (policy and critic forward in the window, TD(lambda) targets,
   bookkeeping, PWM's model rollout and diagnostics less their simulator time).
 
-Times are exclusive: a wrapped call inside another is charged to its own category only.
+Times are exclusive: a wrapped call inside another is charged to its own category only. One more iteration,
+apart from the timed ones, counts each category's matrix-product FLOPs (torch's ``FlopCounterMode``);
+divided by the CPU seconds they say how close a category runs to the core's matrix-product rate
+(:func:`matmul_reference`), i.e. whether it could be faster without computing less.
 A PWM trainer starts from an untrained world model of the preset's architecture, given as pretrained, and a
 synthetic dataset that seeds its replay (as the pipeline's plan does), so that every iteration learns.
 """
@@ -31,6 +34,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from algos.wm_training import PretrainedWorldModel, WorldModelTrainer
 from algos.world_model import WorldModel, world_model_config
@@ -59,30 +64,36 @@ def _clocks() -> np.ndarray:
 
 
 class SectionTimer:
-    """Exclusive (wall-clock, CPU) seconds per category of nested wrapped calls (one thread)."""
+    """Exclusive (wall-clock, CPU) seconds per category of nested wrapped calls (one thread); another
+    ``clock`` (an array-valued counter, e.g. FLOPs so far) is charged the same way."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], np.ndarray] = _clocks) -> None:
+        self.clock = clock
+        self._shape = np.shape(clock())
         self.reset()
 
     def wrap(self, category: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-        if category not in self.seconds:
+        if category not in self.totals:
             raise ValueError(f"unknown category {category!r}; valid: {', '.join(CATEGORIES)}")
 
         def timed(*args: Any, **kwargs: Any) -> Any:
-            self._children.append(np.zeros(2))
-            start = _clocks()
+            self._children.append(self._zero())
+            start = self.clock()
             try:
                 return fn(*args, **kwargs)
             finally:
-                elapsed = _clocks() - start
-                self.seconds[category] = self.seconds[category] + elapsed - self._children.pop()
+                elapsed = self.clock() - start
+                self.totals[category] = self.totals[category] + elapsed - self._children.pop()
                 self._children[-1] += elapsed
 
         return timed
 
+    def _zero(self) -> np.ndarray:
+        return np.zeros(self._shape)
+
     def reset(self) -> None:
-        self.seconds = {name: np.zeros(2) for name in CATEGORIES}
-        self._children = [np.zeros(2)]  # time spent in wrapped calls nested in each open call
+        self.totals = {name: self._zero() for name in CATEGORIES}
+        self._children = [self._zero()]  # the clock's advance in wrapped calls nested in each open call
 
 
 @contextmanager
@@ -112,6 +123,11 @@ def instrumented(trainer: Any, env: Any, timer: SectionTimer) -> Iterator[None]:
                 setattr(obj, name, original)
 
 
+def _rate(gflop: float, cpu_seconds: float) -> float:
+    """GFLOP per CPU second; nan for a category that took no time."""
+    return gflop / cpu_seconds if cpu_seconds > 0 else float("nan")
+
+
 @dataclass(frozen=True)
 class TrainBreakdown:
     algo: str
@@ -126,6 +142,10 @@ class TrainBreakdown:
     """Wall-clock seconds per iteration of each category in :data:`CATEGORIES` (evaluation amortised)."""
     cpu_seconds: dict[str, float]
     """The same in process CPU time (on a core shared with other jobs, wall-clock is inflated)."""
+    gflop: dict[str, float]
+    """Matrix-product GFLOP per iteration of each category, forward and backward (torch's
+    ``FlopCounterMode`` over one more iteration: matmuls and convolutions; the simulator's Warp kernels
+    are not torch ops and count 0)."""
     torch_threads: int | None
 
     @property
@@ -135,6 +155,10 @@ class TrainBreakdown:
     @property
     def cpu_total(self) -> float:
         return sum(self.cpu_seconds.values())
+
+    @property
+    def gflop_total(self) -> float:
+        return sum(self.gflop.values())
 
     @property
     def env_steps_per_s(self) -> float:
@@ -165,6 +189,8 @@ class TrainBreakdown:
                 "share": self.seconds[name] / self.total,
                 "cpu_seconds_per_iteration": self.cpu_seconds[name],
                 "cpu_share": self.cpu_seconds[name] / self.cpu_total,
+                "gflop_per_iteration": self.gflop[name],
+                "gflop_per_cpu_s": _rate(self.gflop[name], self.cpu_seconds[name]),
             }
             for name in CATEGORIES
         ]
@@ -176,6 +202,8 @@ class TrainBreakdown:
                 "share": 1.0,
                 "cpu_seconds_per_iteration": self.cpu_total,
                 "cpu_share": 1.0,
+                "gflop_per_iteration": self.gflop_total,
+                "gflop_per_cpu_s": _rate(self.gflop_total, self.cpu_total),
                 "env_steps_per_s": self.env_steps_per_s,
                 "env_steps_per_cpu_s": self.env_steps_per_cpu_s,
             }
@@ -217,8 +245,11 @@ def train_breakdown(
     with plan.isolated(run.torch_threads):
         env = make_env(config, settings["env"]["num_envs"], config["seeds"]["train_env"], device)
         trainer = build_trainer(algo, env, settings["algo"], config["seeds"]["trainer"], inputs)
-        if trainer.max_iterations < iterations + 1:
-            raise ValueError(f"the run has {trainer.max_iterations} iterations; asked for {iterations} + 1")
+        if trainer.max_iterations < iterations + 2:
+            raise ValueError(
+                f"the run has {trainer.max_iterations} iterations; asked for {iterations} + 2 "
+                "(a warm-up and a counted one)"
+            )
         with instrumented(trainer, env, timer):
             trainer.train_iteration()  # warm-up: kernel loading, first allocations, backward plan
             timer.reset()
@@ -226,6 +257,12 @@ def train_breakdown(
             for _ in range(iterations):
                 trainer.train_iteration()
             elapsed = _clocks() - start
+        # Counting slows every op it sees, so one more iteration apart from the timed ones is counted.
+        counter = FlopCounterMode(display=False)
+        flops = SectionTimer(lambda: np.array([counter.get_total_flops()], dtype=float))
+        with counter, instrumented(trainer, env, flops):
+            trainer.train_iteration()
+            iteration_flops = float(counter.get_total_flops())
         eval_env = make_env(config, run.eval_episodes, config["seeds"]["eval_env"], device)
         obs = eval_env.reset()
         obs = eval_env.step(trainer.act(obs, deterministic=True))[0]
@@ -233,13 +270,18 @@ def train_breakdown(
         for _ in range(EVAL_STEPS):
             obs = eval_env.step(trainer.act(obs, deterministic=True))[0]
         per_eval_step = (_clocks() - start) / EVAL_STEPS
-    per_iteration = {name: value / iterations for name, value in timer.seconds.items()}
+        with FlopCounterMode(display=False) as eval_counter:
+            eval_env.step(trainer.act(obs, deterministic=True))
+        eval_step_flops = float(eval_counter.get_total_flops())
+    per_iteration = {name: value / iterations for name, value in timer.totals.items()}
     per_iteration["other"] = elapsed / iterations - sum(per_iteration.values())
+    gflop = {name: float(value[0]) / 1e9 for name, value in flops.totals.items()}
+    gflop["other"] = iteration_flops / 1e9 - sum(gflop.values())
     every = max(1, round(run.eval_interval * trainer.max_iterations))
     evaluations = plan.evaluation_points(trainer.max_iterations, every)
-    per_iteration["evaluation"] = (
-        per_eval_step * eval_env.max_episode_steps * evaluations / trainer.max_iterations
-    )
+    eval_steps_per_iteration = eval_env.max_episode_steps * evaluations / trainer.max_iterations
+    per_iteration["evaluation"] = per_eval_step * eval_steps_per_iteration
+    gflop["evaluation"] = eval_step_flops / 1e9 * eval_steps_per_iteration
     algo_settings = settings["algo"]
     return TrainBreakdown(
         algo=algo,
@@ -251,6 +293,7 @@ def train_breakdown(
         env_steps_per_iteration=trainer.env_steps_per_iteration,
         seconds={name: float(value[0]) for name, value in per_iteration.items()},
         cpu_seconds={name: float(value[1]) for name, value in per_iteration.items()},
+        gflop=gflop,
         torch_threads=run.torch_threads,
     )
 
@@ -279,6 +322,9 @@ def world_model_step(
         for _ in range(steps):
             trainer.train_step(batch)
         per_step = (_clocks() - start) / steps
+        with FlopCounterMode(display=False) as counter:
+            trainer.train_step(batch)
+    gflop = counter.get_total_flops() / 1e9
     return {
         "algo": "pwm",
         "env": env_name,
@@ -290,4 +336,34 @@ def world_model_step(
         "torch_threads": settings.torch_threads,
         "seconds_per_iteration": float(per_step[0]),
         "cpu_seconds_per_iteration": float(per_step[1]),
+        "gflop_per_iteration": gflop,
+        "gflop_per_cpu_s": _rate(gflop, float(per_step[1])),
+    }
+
+
+def matmul_reference(shape: tuple[int, int, int] = (512, 400, 200), seconds: float = 1.0) -> dict[str, Any]:
+    """The float32 rate of one thread multiplying [m, k] by [k, n] on the CPU for about ``seconds`` (default:
+    a critic minibatch through the first hidden layer): the ceiling that the categories' GFLOP per CPU
+    second are read against; a tidy row."""
+    m, k, n = shape
+    generator = torch.Generator().manual_seed(0)
+    a, b = torch.randn(m, k, generator=generator), torch.randn(k, n, generator=generator)
+    with plan.isolated(1):
+        a @ b
+        products, start = 0, _clocks()
+        while (_clocks() - start)[1] < seconds:
+            for _ in range(10):
+                a @ b
+            products += 10
+        elapsed = _clocks() - start
+    gflop = 2.0 * m * k * n * products / 1e9
+    return {
+        "category": "matmul_reference",
+        "matmul_shape": f"{m}x{k}x{n}",
+        "iterations": products,
+        "torch_threads": 1,
+        "seconds_per_iteration": float(elapsed[0]) / products,
+        "cpu_seconds_per_iteration": float(elapsed[1]) / products,
+        "gflop_per_iteration": 2.0 * m * k * n / 1e9,
+        "gflop_per_cpu_s": gflop / float(elapsed[1]),
     }

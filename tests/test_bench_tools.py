@@ -10,6 +10,8 @@ import pytest
 
 import envs
 from bench import perf, perf_train, publish, rundir
+from bench.algorithms import RunInputs
+from bench.harness import resolve_run
 
 
 def test_perf_writes_a_table_with_forward_backward_and_mujoco_rows(tmp_path, capsys):
@@ -109,6 +111,26 @@ def test_train_breakdown_covers_the_iteration(algo):
     assert (seconds["simulator_backward"] > 0) == (algo == "shac")
     assert (seconds["world_model_update"] > 0) == (algo == "pwm")
     assert rows[-1]["env_steps_per_s"] == pytest.approx(breakdown.env_steps_per_iteration / breakdown.total)
+    # Matrix products: the critic fit and the actor's backward multiply; the Warp simulator is not torch.
+    gflop = breakdown.gflop
+    assert gflop["critic_update"] > 0 and gflop["actor_update"] > 0 and gflop["evaluation"] > 0
+    assert gflop["simulator_backward"] == 0
+    assert (gflop["world_model_update"] > 0) == (algo == "pwm")
+    assert rows[-1]["gflop_per_iteration"] == pytest.approx(sum(row["gflop_per_iteration"] for row in parts))
+
+
+def test_flop_count_of_the_critic_update_is_the_hand_count():
+    """One SHAC critic update at the smoke settings: forward (2 m k n per layer) and backward (twice that,
+    less the input gradient of the first layer) of every member on every minibatch sample."""
+    breakdown = perf_train.train_breakdown("shac", "ant", iterations=1, preset="smoke")
+    settings = resolve_run("shac", "ant", RunInputs(), seed=0, preset="smoke")["settings"]
+    algo = settings["algo"]
+    widths = [37, *algo["critic_hidden"], 1]  # the ant's 37 observations
+    layers = list(zip(widths[:-1], widths[1:], strict=False))
+    per_sample = 2 * sum(k * n for k, n in layers) * 3 - 2 * widths[0] * widths[1]
+    samples = algo["critic_iterations"] * breakdown.env_steps_per_iteration  # every pass uses every sample
+    expected = per_sample * samples * algo["num_critics"] / 1e9
+    assert breakdown.gflop["critic_update"] == pytest.approx(expected, rel=1e-9)
 
 
 def test_section_timer_charges_nested_calls_to_their_own_category():
@@ -116,7 +138,7 @@ def test_section_timer_charges_nested_calls_to_their_own_category():
     inner = timer.wrap("simulator_backward", lambda: time.sleep(0.02))
     outer = timer.wrap("actor_update", lambda: (inner(), time.sleep(0.01)))
     outer()
-    wall = {name: value[0] for name, value in timer.seconds.items()}
+    wall = {name: value[0] for name, value in timer.totals.items()}
     assert 0.015 < wall["simulator_backward"] < 0.2
     assert 0.005 < wall["actor_update"] < wall["simulator_backward"]
     with pytest.raises(ValueError, match="unknown category"):
@@ -143,7 +165,7 @@ def test_instrumented_restores_methods_and_attributes():
         assert "step" in vars(env) and env.step() == "step" and trainer.critic_update() == "critic"
     assert "step" not in vars(env) and "backward" not in vars(env.sim)
     assert trainer.critic_update is critic_update
-    assert timer.seconds["simulator_forward"][0] > 0
+    assert timer.totals["simulator_forward"][0] > 0
 
 
 def test_perf_train_cli_appends_rows(tmp_path, capsys):
@@ -152,10 +174,12 @@ def test_perf_train_cli_appends_rows(tmp_path, capsys):
     assert perf.main([*argv, "--out", str(out)]) == 0
     assert perf.main([*argv, "--world-model-size", "tiny", "--out", str(out)]) == 0
     table = pd.read_csv(out)
-    assert len(table) == 2 * (len(perf_train.CATEGORIES) + 1) + 1
+    assert len(table) == 2 * (len(perf_train.CATEGORIES) + 1) + 1 + 2  # + a matmul reference per call
     step = table[table["category"] == "world_model_step"].iloc[0]
     assert step["world_model_size"] == "tiny" and step["seconds_per_iteration"] > 0
-    assert {"hardware", "git_commit", "cpu_seconds_per_iteration"} <= set(table.columns)
+    assert {"hardware", "git_commit", "cpu_seconds_per_iteration", "gflop_per_cpu_s"} <= set(table.columns)
+    reference = table[table["category"] == "matmul_reference"]
+    assert len(reference) == 2 and (reference["gflop_per_cpu_s"] > 0).all()
     assert "env-steps/s" in capsys.readouterr().out
     with pytest.raises(SystemExit) as exit_info:
         perf.main(["--train", "--algo", "dreamer"])
