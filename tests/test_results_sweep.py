@@ -9,6 +9,8 @@ the offline PWM run's data). Settings added or changed in the code after the run
 listed in ADDED_SINCE with what their value does to the run (one, the held-out split, changes the
 pretraining); and the runs predate two changes that alter numbers at the rounding level (faster Mish and
 SimNorm, README "Where training time goes"), so a rerun gives the same recipe but not the same bits.
+The command has been run end to end since: its own runs (results/runs/ant_sweep, with its manifest) must
+match today's settings exactly.
 """
 
 from __future__ import annotations
@@ -32,7 +34,17 @@ COMMITTED = {
     "ant-pwm-seed0": "ant/pwm/seed0_20261130T072730Z",
     "ant-pwm-seed1": "ant/pwm/seed1_20261130T084046Z",
 }
-"""Sweep task id -> the committed run directory it regenerates (under results/runs/)."""
+"""Sweep task id -> the committed run directory it regenerates (under results/runs/): the hand-started runs
+of the ant report."""
+SWEPT = {
+    "ant-shac-seed0": "ant_sweep/ant/shac/seed0_20261130T150326Z",
+    "ant-shac-seed1": "ant_sweep/ant/shac/seed1_20261130T154757Z",
+    "ant-pwm_data-seed0": "ant_sweep_stages/ant/shac/seed0_20261130T153340Z",
+    "ant-pwm_pretrain-seed0": "ant_sweep_stages/ant/pwm_pretrain/seed0_20261130T154920Z",
+    "ant-pwm-seed0": "ant_sweep/ant/pwm/seed0_20261130T155336Z",
+    "ant-pwm-seed1": "ant_sweep/ant/pwm/seed1_20261130T161817Z",
+}
+"""Sweep task id -> the run the command itself made when it was run end to end (results/runs/ant_sweep)."""
 
 
 ADDED_SINCE = {
@@ -52,19 +64,19 @@ ADDED_SINCE = {
 """Settings added or changed after the committed runs were made: (path) -> what its value does to them."""
 
 
-def _differences(committed: dict, wanted: dict, path: tuple = ()) -> list[str]:
-    """Paths where ``wanted`` differs from ``committed``; keys only in ``wanted`` pass if in ADDED_SINCE."""
+def _differences(committed: dict, wanted: dict, path: tuple = (), allowed: dict = ADDED_SINCE) -> list[str]:
+    """Paths where ``wanted`` differs from ``committed``; keys only in ``wanted`` pass if in ``allowed``."""
     out = []
     for key in sorted(set(committed) | set(wanted)):
         where = (*path, key)
         if key not in wanted:
             out.append(f"{where}: committed only")
         elif key not in committed:
-            if where not in ADDED_SINCE or (where[-1] == "termination_head" and wanted[key]):
+            if where not in allowed or (where[-1] == "termination_head" and wanted[key]):
                 out.append(f"{where}: new setting {wanted[key]!r}")
         elif isinstance(committed[key], dict) and isinstance(wanted[key], dict):
-            out += _differences(committed[key], wanted[key], where)
-        elif committed[key] != wanted[key] and where not in ADDED_SINCE:
+            out += _differences(committed[key], wanted[key], where, allowed)
+        elif committed[key] != wanted[key] and where not in allowed:
             out.append(f"{where}: committed {committed[key]!r}, sweep {wanted[key]!r}")
     return out
 
@@ -73,23 +85,48 @@ def _plan() -> dict:
     return {task.id: task for task in build_plan(SWEEP, envs.names())}
 
 
-def test_every_task_of_the_sweep_has_a_committed_run():
-    missing = sorted(set(_plan()) - set(COMMITTED))
+@pytest.mark.parametrize("runs", [COMMITTED, SWEPT], ids=["by-hand", "by-the-sweep"])
+def test_every_task_of_the_sweep_has_a_committed_run(runs):
+    missing = sorted(set(_plan()) - set(runs))
     assert missing == [], f"sweep tasks without a committed run: {missing}"
-    assert all((RUNS / run / "config.json").is_file() for run in COMMITTED.values())
+    assert all((RUNS / run / "config.json").is_file() for run in runs.values())
 
 
+def test_the_published_sweep_manifest_is_the_command_and_complete():
+    manifest = json.loads((RUNS / "ant_sweep" / "sweep.json").read_text())
+    argv = manifest["invocations"][0]["argv"]
+    assert argv[argv.index("--algos") + 1 : argv.index("--out")] == [
+        "shac,pwm",
+        "--envs",
+        "ant",
+        "--seeds",
+        "0-1",
+        "--preset",
+        "cpu",
+        "--pwm-data",
+        "shared",
+    ]
+    assert {task: entry["status"] for task, entry in manifest["tasks"].items()} == dict.fromkeys(
+        SWEPT, "complete"
+    )
+    for task, entry in manifest["tasks"].items():
+        assert Path(entry["run_dir"]).name == Path(SWEPT[task]).name
+
+
+@pytest.mark.parametrize("runs", [COMMITTED, SWEPT], ids=["by-hand", "by-the-sweep"])
 @pytest.mark.parametrize("task_id", sorted(COMMITTED))
-def test_the_sweep_task_resolves_to_the_committed_settings(task_id):
+def test_the_sweep_task_resolves_to_the_committed_settings(task_id, runs):
     task = _plan()[task_id]
-    config = json.loads((RUNS / COMMITTED[task_id] / "config.json").read_text())
+    config = json.loads((RUNS / runs[task_id] / "config.json").read_text())
     if task.command == "run":
         wanted = task_settings(task)
         assert (config["algo"], config["seed"]) == (task.algo, task.seed)
     else:
         wanted = pretrain_settings(task.preset, task.env).to_dict()
         assert config["seed"] == task.seed
-    assert _differences(config["settings"], json.loads(json.dumps(wanted))) == []
+    # The sweep's own runs were made by the code of today's settings: nothing may differ, not even a new key.
+    allowed = ADDED_SINCE if runs is COMMITTED else {}
+    assert _differences(config["settings"], json.loads(json.dumps(wanted)), allowed=allowed) == []
 
 
 def test_a_changed_setting_is_caught():
