@@ -5,7 +5,8 @@ One iteration (``PWM.train_iteration``):
   2. imagine H steps from a batch of start states: z = E(s_0); a = tanh(a_raw), a_raw ~ N(mu(sg(z)), std)
      (``detach``); r̂ = R(z, a), z = F(z, a); per start state J += gamma^k r̂. The window closes with
      -(J + gamma^(m+1) V(z_H)) (the reference's extra discount; ``bootstrap_exponent="H"``: gamma^m), V the
-     minimum of the critic ensemble;
+     minimum of the critic ensemble (our extension, off by default as in the reference: a Polyak target
+     critic, ``target_critic_alpha``, supplies every bootstrap value instead);
   3. actor loss = mean of that per-state loss divided by its running std (``ret_rms``) or by H; clip the
      actor gradient norm and step (a non-finite gradient skips the step and is counted);
   4. fit the critics to TD(lambda) targets of the imagined window (model rewards, ensemble-minimum values);
@@ -452,7 +453,7 @@ class PWM(ActorCriticLearner):
             metrics.update(window["stats"])
         if learn:
             metrics.update(self.actor_step(window["actor_loss"], self.iteration))
-            metrics.update(self.critic_update(window["latents"], window["targets"], self.generator))
+            metrics.update(self.fit_critic(window["latents"], window["targets"], self.generator))
             metrics.update(self.mode.update_world_model())
         metrics.update(self.mode.stats())
         metrics.update(
@@ -540,7 +541,7 @@ class PWM(ActorCriticLearner):
                 ended = terminated if ended is None else ended | terminated
             closing = last or (real is not None and bool(done.any()))
             with torch.set_grad_enabled(torch.is_grad_enabled() and closing):
-                value = self.critic.value(z)
+                value = self.bootstrap_value(z)
             if closing:
                 # A real termination ends the return (V = 0); with the head, the rest is weighted by the
                 # probability of no imagined termination so far.

@@ -19,14 +19,12 @@ The algorithm knows no env names: published per-env settings (the ``pwm`` and ``
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from algos.critic import polyak_update, td_lambda_targets
-from algos.networks import CriticEnsemble
+from algos.critic import td_lambda_targets
 from algos.normalizers import normalized_actor_loss
 from algos.training import ActorCriticConfig, ActorCriticLearner, WindowLoss
 
@@ -35,9 +33,6 @@ from algos.training import ActorCriticConfig, ActorCriticLearner, WindowLoss
 class SHACConfig(ActorCriticConfig):
     """SHAC's settings: the shared actor-critic ones (``algos.training.ActorCriticConfig``) plus these."""
 
-    target_critic_alpha: float | None = None
-    """Polyak coefficient alpha of a target critic (theta' <- alpha theta' + (1 - alpha) theta) used for all
-    bootstrap values; None: no target network, the online critics bootstrap."""
     obs_rms: bool = True
     """Normalise observations with running statistics (a frozen copy within each window)."""
 
@@ -48,18 +43,11 @@ class SHAC(ActorCriticLearner):
     def __init__(self, env: Any, config: SHACConfig, seed: int) -> None:
         super().__init__(env, config, seed, env.obs_dim, obs_rms=config.obs_rms)
         self.config: SHACConfig = config
-        self.target_critic: CriticEnsemble | None = None
-        if config.target_critic_alpha is not None:
-            self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.env.reset()
 
     @property
     def env_steps_per_iteration(self) -> int:
         return self.config.horizon * self.env.num_envs
-
-    def _value(self, obs: torch.Tensor) -> torch.Tensor:
-        """Bootstrap value: target critic if there is one, else the online ensemble minimum."""
-        return (self.target_critic or self.critic).value(obs)
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
@@ -68,13 +56,10 @@ class SHAC(ActorCriticLearner):
 
     def train_iteration(self) -> dict[str, float]:
         """One SHAC window: actor update, critic fit, learning-rate decay. Returns per-iteration metrics."""
-        cfg = self.config
         lrs = self.learning_rates()
         window = self._rollout()
         metrics = self.actor_step(window["actor_loss"], self.iteration)
-        metrics.update(self.critic_update(window["inputs"], window["targets"], self.generator))
-        if self.target_critic is not None:
-            polyak_update(self.target_critic, self.critic, cfg.target_critic_alpha)
+        metrics.update(self.fit_critic(window["inputs"], window["targets"], self.generator))
         metrics.update(window["stats"])
         metrics.update(lrs, actor_std_mean=float(self.actor.std().detach().mean()))
         metrics.update(self.episodes.metrics())
@@ -104,7 +89,7 @@ class SHAC(ActorCriticLearner):
             if self.obs_rms is not None:
                 self.obs_rms.update(next_obs)
             # V' of the state each env reached: 0 on termination; final_obs == next_obs where not done.
-            next_value = torch.where(terminated, 0.0, self._value(normalize(final_obs)))
+            next_value = torch.where(terminated, 0.0, self.bootstrap_value(normalize(final_obs)))
             loss.add(reward)
             last = t == horizon - 1
             loss.close(torch.ones_like(done) if last else done, next_value, last=last)
@@ -131,13 +116,10 @@ class SHAC(ActorCriticLearner):
         """Everything needed to continue bit-exactly: networks, optimisers, normalisers, RNG, env state."""
         return {
             **super().state_dict(),
-            "target_critic": self.target_critic.state_dict() if self.target_critic is not None else None,
             "env": self.env.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` output (tensors may be on the CPU; they are moved to the device)."""
         super().load_state_dict(state)
-        if self.target_critic is not None:
-            self.target_critic.load_state_dict(state["target_critic"])
         self.env.load_state_dict(state["env"])

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from algos.config import JsonConfig, check_at_least_one, check_choice
-from algos.critic import CriticUpdate
+from algos.critic import CriticUpdate, polyak_update
 from algos.dataset import EpisodeRecorder
 from algos.networks import ACTIVATIONS, CriticEnsemble, StochasticActor, gradient_norm
 from algos.normalizers import RunningMeanStd
@@ -74,6 +74,9 @@ class ActorCriticConfig(JsonConfig):
     """Max global norm of the actor gradient."""
     critic_grad_clip: float = 100.0
     """Max global norm of the critic gradient."""
+    target_critic_alpha: float | None = None
+    """Polyak coefficient alpha of a target critic (theta' <- alpha theta' + (1 - alpha) theta after each
+    critic fit) used for all bootstrap values; None: no target network, the online critics bootstrap."""
     max_nonfinite_windows: int = 10
     """Raise NonFiniteGradientError after this many consecutive windows with a nan/inf actor gradient."""
 
@@ -89,6 +92,8 @@ class ActorCriticConfig(JsonConfig):
             "critic_batches",
             "max_nonfinite_windows",
         )
+        if self.target_critic_alpha is not None and not 0.0 <= self.target_critic_alpha < 1.0:
+            raise ValueError(f"target_critic_alpha must be in [0, 1) or None, got {self.target_critic_alpha}")
 
 
 class NonFiniteGradientError(FloatingPointError):
@@ -369,6 +374,22 @@ class ActorCriticLearner(Learner):
             config.critic_grad_clip,
         )
         self.ret_rms = RunningMeanStd((), device=env.device) if config.ret_rms else None
+        self.target_critic: CriticEnsemble | None = None
+        if config.target_critic_alpha is not None:
+            self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
+
+    def bootstrap_value(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Bootstrap value: the target critic if there is one, else the online ensemble minimum."""
+        return (self.target_critic or self.critic).value(inputs)
+
+    def fit_critic(
+        self, inputs: torch.Tensor, targets: torch.Tensor, generator: torch.Generator
+    ) -> dict[str, float]:
+        """Fit the critics to one window's targets, then move the target critic (if any) towards them."""
+        metrics = self.critic_update(inputs, targets, generator)
+        if self.target_critic is not None:
+            polyak_update(self.target_critic, self.critic, self.config.target_critic_alpha)
+        return metrics
 
     def learning_rates(self, **others: tuple[torch.optim.Optimizer, float]) -> dict[str, float]:
         """Set this iteration's actor, critic (and ``others``') learning rates; returns them as metrics."""
@@ -396,6 +417,7 @@ class ActorCriticLearner(Learner):
             "actor_optimizer": self.actor_optimizer.state_dict(),
             "critic_optimizer": self.critic_optimizer.state_dict(),
             "ret_rms": self.ret_rms.state_dict() if self.ret_rms is not None else None,
+            "target_critic": self.target_critic.state_dict() if self.target_critic is not None else None,
             "consecutive_nonfinite": self.actor_step.consecutive_nonfinite,
             "nonfinite_totals": self.nonfinite_totals(),
         }
@@ -409,6 +431,8 @@ class ActorCriticLearner(Learner):
         self.critic_optimizer.load_state_dict(state["critic_optimizer"])
         if self.ret_rms is not None:
             self.ret_rms.load_state_dict(state["ret_rms"])
+        if self.target_critic is not None:
+            self.target_critic.load_state_dict(state["target_critic"])
         self.actor_step.consecutive_nonfinite = state["consecutive_nonfinite"]
         self.actor_step.nonfinite_windows = state["nonfinite_totals"]["nonfinite_actor_windows"]
         self.critic_update.nonfinite_steps = state["nonfinite_totals"]["nonfinite_critic_steps"]

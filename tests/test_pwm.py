@@ -203,6 +203,25 @@ def test_actor_loss_and_td_targets_hand_example(tmp_path: Path, exponent: str, e
     assert metrics["model_reward_mean"] == pytest.approx(1.0)
 
 
+def test_a_target_critic_bootstraps_and_follows_the_critic_by_polyak() -> None:
+    # The hand example above with the online critics at 5 and a target critic at 2: the actor loss and the
+    # TD(lambda) targets are those of V = 2, and afterwards target = alpha * 2-critic + (1 - alpha) * fitted.
+    pwm = PWM(scripted_env(), hand_config(target_critic_alpha=0.25), 0, untrained(constant_model(None)))
+    constant_critic(pwm.critic, 5.0)
+    constant_critic(pwm.target_critic, 2.0)
+    before = copy.deepcopy(pwm.target_critic)
+    metrics = pwm.train_iteration()
+    assert metrics["actor_loss"] == pytest.approx(-10.8125 / 16)
+    assert metrics["value_target_mean"] == pytest.approx((8 + 8 + 6.75 + 6.671875) / 16)
+    for target, old, fitted in zip(
+        pwm.target_critic.parameters(), before.parameters(), pwm.critic.parameters(), strict=True
+    ):
+        assert torch.allclose(target, 0.25 * old + 0.75 * fitted)
+    assert not pwm.target_critic.members[0][-1].bias.requires_grad
+    with pytest.raises(ValueError, match="target_critic_alpha must be in"):
+        PWMConfig(target_critic_alpha=1.0)
+
+
 @pytest.mark.parametrize(
     ("probability", "expected_return", "expected_target", "expected_ended"),
     [
@@ -458,20 +477,29 @@ def test_fresh_model_collects_until_the_replay_can_sample() -> None:
     assert all("reward/forward" in m for m in history)  # the real env's reward terms, logged online too
 
 
-@pytest.mark.parametrize("mode", ["online", "offline"])
+@pytest.mark.parametrize(
+    ("mode", "target_critic_alpha"), [("online", None), ("offline", None), ("online", 0.9)]
+)
 def test_state_dict_continues_bit_exactly(
-    mode: str, toy_data: Path, pretrained: PretrainedWorldModel
+    mode: str, target_critic_alpha: float | None, toy_data: Path, pretrained: PretrainedWorldModel
 ) -> None:
     inputs = {"world_model": pretrained, "dataset": load_dataset(toy_data)} if mode == "offline" else {}
     model_training = WMTrainConfig(horizon=4, batch_size=8)
     config = replace(
-        TINY, mode=mode, horizon=4, model_training=model_training, wm_bootstrap_steps=3, critic_iterations=2
+        TINY,
+        mode=mode,
+        horizon=4,
+        model_training=model_training,
+        wm_bootstrap_steps=3,
+        critic_iterations=2,
+        target_critic_alpha=target_critic_alpha,
     )
 
     def make() -> PWM:
         return PWM(make_toy_env(num_envs=4, seed=0, episode_length=6), config, seed=0, **inputs)
 
     modules = ["actor", "critic", "actor_optimizer", "critic_optimizer", "wm_trainer"]
+    modules += ["target_critic"] if target_critic_alpha is not None else []
     result = resume_bit_exactly(make, modules)
     if mode == "online":
         assert "wm_loss" in result.metrics[-1]
