@@ -140,6 +140,11 @@ class PWMConfig(ActorCriticConfig):
                 "guard_gap must be > 0, offline, with diagnostics_interval > 0 (it reads diag/*)"
             )
 
+    @property
+    def final_discount(self) -> float:
+        """Extra discount of an uninterrupted window's end value: gamma^H * this (gamma for "H+1")."""
+        return self.gamma if self.bootstrap_exponent == "H+1" else 1.0
+
 
 class Online:
     """The real env is stepped in lockstep with the imagined actions (no gradient); finished real episodes
@@ -479,6 +484,7 @@ class PWM(ActorCriticLearner):
             self.config.gamma,
             self.config.detach,
             termination=self.imagined_termination,
+            final_discount=self.config.final_discount,
         )
         if self.heldout is not None:
             errors = heldout_errors(
@@ -509,7 +515,6 @@ class PWM(ActorCriticLearner):
         next_values = torch.empty(horizon, batch, device=self.device)
         dones = torch.zeros(horizon, batch, dtype=torch.bool, device=self.device)
         loss = WindowLoss(batch, cfg.gamma, self.device)
-        final_discount = cfg.gamma if cfg.bootstrap_exponent == "H+1" else 1.0
         terminations = truncations = 0
         real_steps = False
         use_termination = self.imagined_termination
@@ -549,7 +554,7 @@ class PWM(ActorCriticLearner):
                 if use_termination:
                     bootstrap = continuation * bootstrap
                 ends = torch.ones(batch, dtype=torch.bool, device=self.device) if last else done
-                loss.close(ends, bootstrap, final_discount if last else 1.0, last)
+                loss.close(ends, bootstrap, cfg.final_discount if last else 1.0, last)
             if ended is not None:
                 value = torch.where(ended, 0.0, value)
                 dones[h] = ended

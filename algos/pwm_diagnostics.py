@@ -10,6 +10,14 @@ is rolled out H steps twice with the same rule a_h = tanh(mu(E(o_h)) + std * eps
 - ``gradient_cosine``: cosine between the gradients of the two returns w.r.t. the actor's parameters (actor
   inputs detached as in training when ``detach``; ``algos.gradient_stats.gradient_cosine``, shared with
   ``bench.landscape``; nan when either gradient is zero);
+- the end-of-window value the actor also maximises, ``discount * V(z_H)`` in the model against
+  ``discount * V(E(o_H))`` at the simulator's end state (0 for envs whose real episode ended; with the
+  termination head the model's is weighted by its continuation probability, as in training):
+  ``value_gradient_cosine`` between the two value terms' gradients, ``objective_gradient_cosine`` between
+  the gradients of the whole objectives (return + value: what the actor is trained on against what the
+  simulator would give it with the same critic), and ``model_value_gradient_ratio`` /
+  ``real_value_gradient_ratio``, the norm of the value term's gradient over the return's (above 1: the
+  critic, not the H-step rewards, steers the actor);
 - ``wm_*_error``: the model's prediction errors along the real trajectory, data it never trained on (these
   rollouts enter no replay): latent MSE ||F(z, a) - E(o')||^2 and reward squared error one step ahead
   (teacher-forced) and H steps open-loop from E(o_0) with the real actions, and ``model_return_real_actions``,
@@ -82,7 +90,8 @@ def real_rollout(
     """H differentiable simulator steps from the env's current state. Returns ``obs`` [H+1, N, d] (the
     observation reached at each step, before any auto-reset; detached), ``action`` [H, N, a] (detached),
     ``reward`` [H, N] (differentiable w.r.t. the actor) and ``alive`` [H, N]: 1 up to and including the
-    step at which the env's episode first ended; ``ended`` [N]: the episode ended inside the window."""
+    step at which the env's episode first ended; ``ended`` [N]: the episode ended inside the window;
+    ``final_obs`` [N, d]: the last step's observation, differentiable w.r.t. the actor."""
     obs = env.detach_state()
     observations, actions, rewards, alive = [obs.detach()], [], [], []
     running = torch.ones(obs.shape[0], device=obs.device)
@@ -100,6 +109,7 @@ def real_rollout(
         "reward": torch.stack(rewards),
         "alive": torch.stack(alive),
         "ended": running == 0,
+        "final_obs": info["obs_before_reset"],
     }
 
 
@@ -110,10 +120,11 @@ def imagined_rewards(
     noise: torch.Tensor,
     detach: bool,
     termination: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Model rewards [H, N] of the actor's H-step imagined rollout from observations ``obs`` (as PWM) and the
-    probability [N] of no imagined termination in the window. ``termination``: rewards are weighted by the
-    termination head's continuation probability as in offline PWM (else the probability is 1)."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Model rewards [H, N] of the actor's H-step imagined rollout from observations ``obs`` (as PWM), the
+    probability [N] of no imagined termination in the window and the final latent z_H [N, latent].
+    ``termination``: rewards are weighted by the termination head's continuation probability as in offline
+    PWM (else the probability is 1)."""
     z = world_model.encode(obs).detach()
     rewards = []
     continuation = torch.ones(obs.shape[0], device=obs.device)
@@ -123,7 +134,7 @@ def imagined_rewards(
             reward = continuation * reward
             continuation = continuation * (1.0 - torch.sigmoid(world_model.termination_logit(z)))
         rewards.append(reward)
-    return torch.stack(rewards), continuation
+    return torch.stack(rewards), continuation, z
 
 
 @torch.no_grad()
@@ -168,30 +179,49 @@ def diagnose(
     gamma: float,
     detach: bool,
     termination: bool = False,
+    final_discount: float = 1.0,
 ) -> dict[str, float]:
     """Every diagnostic (see the module docstring) from ``start_state`` (an ``env.state_dict()``) with policy
     ``noise`` [H, N, act_dim]; ``env`` is restored to its state on entry. ``termination``: imagined returns
-    weighted by the model's termination head (offline PWM's setting)."""
+    weighted by the model's termination head (offline PWM's setting). The end-of-window value is weighted by
+    ``gamma^H * final_discount`` (:attr:`algos.pwm.PWMConfig.final_discount`)."""
     saved = env.state_dict()
+    params = list(actor.parameters())
+
+    def gradient(objective: torch.Tensor, retain: bool) -> torch.Tensor:
+        grads = torch.autograd.grad(objective.mean(), params, allow_unused=True, retain_graph=retain)
+        pairs = zip(grads, params, strict=True)
+        return torch.cat([(g if g is not None else torch.zeros_like(p)).flatten() for g, p in pairs])
+
     try:
         env.load_state_dict(start_state)
         with torch.enable_grad():
             real = real_rollout(env, world_model, actor, noise, detach)
             real_reward = rew_rms.normalize(real["reward"]) if rew_rms is not None else real["reward"]
-            imagined, continuation = imagined_rewards(
+            imagined, continuation, final_latent = imagined_rewards(
                 world_model, actor, real["obs"][0], noise, detach, termination
             )
             real_return = discounted_return(real_reward, real["alive"], gamma)
             imagined_return = discounted_return(imagined, real["alive"], gamma)
-            params = list(actor.parameters())
-            real_grads = torch.autograd.grad(real_return.mean(), params, allow_unused=True)
-            model_grads = torch.autograd.grad(imagined_return.mean(), params, allow_unused=True)
+            # The same envs' end values in both (those whose real episode ran through the window).
+            value_discount = gamma ** noise.shape[0] * final_discount * (~real["ended"]).float()
+            real_value = value_discount * critic.value(world_model.encode(real["final_obs"]))
+            model_value = value_discount * continuation * critic.value(final_latent)
+            grads = {
+                "real": gradient(real_return, retain=True),
+                "real_value": gradient(real_value, retain=False),
+                "model": gradient(imagined_return, retain=True),
+                "model_value": gradient(model_value, retain=False),
+            }
     finally:
         env.load_state_dict(saved)
 
-    def flat(grads: tuple[torch.Tensor | None, ...]) -> torch.Tensor:
-        pairs = zip(grads, params, strict=True)
-        return torch.cat([(g if g is not None else torch.zeros_like(p)).flatten() for g, p in pairs])
+    def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+        return float(gradient_cosine(a.cpu().numpy(), b.cpu().numpy()))
+
+    def ratio(value: torch.Tensor, rewards: torch.Tensor) -> float:
+        norm = float(rewards.norm())
+        return float(value.norm()) / norm if norm > 0 else float("nan")
 
     with torch.no_grad():
         horizon = noise.shape[0]
@@ -204,9 +234,13 @@ def diagnose(
             "real_return": float(real_return.mean()),
             "return_gap": float((imagined_return - real_return).mean()),
             "real_return_raw": float(discounted_return(real["reward"], real["alive"], gamma).mean()),
-            "gradient_cosine": float(
-                gradient_cosine(flat(model_grads).cpu().numpy(), flat(real_grads).cpu().numpy())
+            "gradient_cosine": cosine(grads["model"], grads["real"]),
+            "value_gradient_cosine": cosine(grads["model_value"], grads["real_value"]),
+            "objective_gradient_cosine": cosine(
+                grads["model"] + grads["model_value"], grads["real"] + grads["real_value"]
             ),
+            "model_value_gradient_ratio": ratio(grads["model_value"], grads["model"]),
+            "real_value_gradient_ratio": ratio(grads["real_value"], grads["real"]),
             "critic_value": float(value.mean()),
             "critic_target": float(target.mean()),
             "critic_gap": float((value - target).mean()),

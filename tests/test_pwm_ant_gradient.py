@@ -66,7 +66,7 @@ def test_model_gradient_step_raises_the_real_return(setting):
         actor = StochasticActor(world_model.config.latent_dim, env.act_dim, (400, 200, 100), "mish", -1.0)
         params = list(actor.parameters())
         noise = policy_noise(HORIZON, NUM_ENVS, env.act_dim, 1000 + seed, "cpu")
-        rewards, _ = imagined_rewards(world_model, actor, obs, noise, detach=True)
+        rewards, _, _ = imagined_rewards(world_model, actor, obs, noise, detach=True)
         imagined = discounted_return(rewards, torch.ones_like(rewards), GAMMA).mean()
         model_grad = torch.autograd.grad(imagined, params)
         before = _real_return(env, start, world_model, actor, noise)

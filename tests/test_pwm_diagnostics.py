@@ -52,6 +52,9 @@ def test_an_exact_model_agrees_with_the_simulator_and_a_lying_one_does_not() -> 
     before = env.state_dict()
     exact = diagnose(env, start, ExactToyModel(), actor, critic, None, noise, 0.99, detach=True)
     assert exact["diag/gradient_cosine"] == pytest.approx(1.0, abs=1e-5)
+    assert exact["diag/value_gradient_cosine"] == pytest.approx(1.0, abs=1e-5)
+    assert exact["diag/objective_gradient_cosine"] == pytest.approx(1.0, abs=1e-5)
+    assert exact["diag/model_value_gradient_ratio"] == pytest.approx(exact["diag/real_value_gradient_ratio"])
     assert exact["diag/return_gap"] == pytest.approx(0.0, abs=1e-5)
     assert exact["diag/real_return"] == pytest.approx(exact["diag/real_return_raw"])
     assert exact["diag/model_return_real_actions"] == pytest.approx(exact["diag/real_return"], rel=1e-5)
@@ -63,6 +66,9 @@ def test_an_exact_model_agrees_with_the_simulator_and_a_lying_one_does_not() -> 
 
     lying = diagnose(env, start, ExactToyModel(-1.0), actor, critic, None, noise, 0.99, detach=True)
     assert lying["diag/gradient_cosine"] == pytest.approx(-1.0, abs=1e-5)
+    # Its dynamics are exact: the critic's end-of-window value moves with the actor as the simulator's does.
+    assert lying["diag/value_gradient_cosine"] == pytest.approx(1.0, abs=1e-5)
+    assert -1.0 < lying["diag/objective_gradient_cosine"] < 1.0
     assert lying["diag/imagined_return"] == pytest.approx(-lying["diag/real_return"], rel=1e-5)
     drifting = diagnose(env, start, ExactToyModel(lateral_drift=0.05), actor, critic, None, noise, 0.99, True)
     assert drifting["diag/wm_latent_error_Hstep"] > drifting["diag/wm_latent_error_1step"] > 0
@@ -72,20 +78,29 @@ def test_an_exact_model_agrees_with_the_simulator_and_a_lying_one_does_not() -> 
 
 def test_real_return_and_critic_target_by_hand() -> None:
     env, start, actor, critic, noise = setup(horizon=4)
-    metrics = diagnose(env, start, ExactToyModel(), actor, critic, None, noise, 0.9, detach=True)
+    metrics = diagnose(
+        env, start, ExactToyModel(), actor, critic, None, noise, 0.9, detach=True, final_discount=0.9
+    )
     # Replay the same rollout by hand: same start state, same noise, no episode ends in 4 steps.
     env.load_state_dict(start)
     obs, total = env.detach_state(), torch.zeros(16)
     with torch.no_grad():
         value0 = critic.value(obs)
-        for h, eps in enumerate(noise):
-            obs, reward, *_ = env.step(torch.tanh(actor(obs) + actor.std() * eps))
-            total += 0.9**h * reward
-        target = total + 0.9**4 * critic.value(obs)
+    for h, eps in enumerate(noise):
+        obs, reward, *_ = env.step(torch.tanh(actor(obs.detach()) + actor.std() * eps))
+        total = total + 0.9**h * reward
+    end_value = 0.9**5 * critic.value(obs)  # gamma^H * final_discount
+    target = (total + 0.9**4 * critic.value(obs)).detach()
+    params = list(actor.parameters())
+    norms = [
+        torch.cat([g.flatten() for g in torch.autograd.grad(term.mean(), params, retain_graph=True)]).norm()
+        for term in (total, end_value)
+    ]
     assert metrics["diag/real_episode_ends"] == 0.0
-    assert metrics["diag/real_return_raw"] == pytest.approx(float(total.mean()), rel=1e-5)
+    assert metrics["diag/real_return_raw"] == pytest.approx(float(total.detach().mean()), rel=1e-5)
     assert metrics["diag/critic_target"] == pytest.approx(float(target.mean()), rel=1e-5)
     assert metrics["diag/critic_gap"] == pytest.approx(float((value0 - target).mean()), rel=1e-4, abs=1e-5)
+    assert metrics["diag/real_value_gradient_ratio"] == pytest.approx(float(norms[1] / norms[0]), rel=1e-4)
 
 
 @pytest.mark.parametrize("mode", ["online", "offline"])
@@ -104,7 +119,8 @@ def test_pwm_logs_diagnostics_without_changing_training(
     logged = [sorted(k for k in m if k.startswith("diag/")) for m in runs[2]]
     assert [bool(names) for names in logged] == [True, False, True, False, True]
     assert "diag/gradient_cosine" in logged[0] and "diag/wm_latent_error_Hstep" in logged[0]
-    assert all(-1.0 <= m["diag/gradient_cosine"] <= 1.0 for m in runs[2][::2])
+    for name in ("gradient_cosine", "value_gradient_cosine", "objective_gradient_cosine"):
+        assert all(-1.0 <= m[f"diag/{name}"] <= 1.0 for m in runs[2][::2])
     # Bit-identical training with and without diagnostics.
     plain = [{k: v for k, v in m.items() if not k.startswith("diag/")} for m in runs[2]]
     assert plain == runs[0]

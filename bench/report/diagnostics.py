@@ -15,7 +15,16 @@ from bench.rundir import TRAIN
 PANELS: dict[str, tuple[str, ...]] = {
     "H-step return (model reward units)": ("diag/imagined_return", "diag/real_return"),
     "Imagined minus real return": ("diag/return_gap", "diag/episodic_gap"),
-    "Model vs simulator actor-gradient cosine": ("diag/gradient_cosine",),
+    # gradient_cosine: the H-step return's gradient; value_: the end-of-window critic value's; objective_: both.
+    "Model vs simulator actor-gradient cosine": (
+        "diag/gradient_cosine",
+        "diag/value_gradient_cosine",
+        "diag/objective_gradient_cosine",
+    ),
+    "Critic-value over return gradient norm": (
+        "diag/model_value_gradient_ratio",
+        "diag/real_value_gradient_ratio",
+    ),
     # wm_*: along the diagnostics' own real rollouts; heldout_*: dataset episodes kept out of pretraining.
     "World-model latent error (unseen data)": (
         "diag/wm_latent_error_1step",
