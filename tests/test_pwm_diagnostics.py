@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 import torch
@@ -15,6 +16,7 @@ from algos.pwm import PWM
 from algos.pwm_diagnostics import diagnose, policy_noise, reset_snapshot
 from algos.wm_training import PretrainedWorldModel
 from bench import report, rundir
+from bench.report import diagnostics
 from tests.test_pwm import TINY, pretrained, toy_data  # noqa: F401 (fixtures)
 from tests.test_report import _make_run
 from tests.toy_envs import make_toy_env
@@ -159,3 +161,20 @@ def test_report_plots_diagnostics_when_runs_logged_them(
     (with_diag / rundir.TRAIN).unlink()
     assert report.main([str(root), "--out", str(plain), "--resamples", "50", "--curve-resamples", "10"]) == 0
     assert not list(plain.glob("diagnostics*"))
+
+
+def test_diagnostics_figure_shows_only_the_panels_runs_logged() -> None:
+    def titles(metrics: list[str]) -> list[str]:
+        table = pd.DataFrame({"run": "r", "step": 0, "metric": metrics, "value": 0.5})
+        fig = diagnostics.plot_diagnostics(table)
+        shown = [ax.get_title() for ax in fig.axes if ax.get_visible()]
+        plt.close(fig)
+        return shown
+
+    # A run of an older commit: no value-gradient metrics, so no empty panel for them.
+    assert titles(["diag/gradient_cosine", "diag/real_episode_ends"]) == [
+        "Model vs simulator actor-gradient cosine",
+        "Real episodes ending within H (falls)",
+    ]
+    every = [metric for metrics in diagnostics.PANELS.values() for metric in metrics]
+    assert titles(every) == list(diagnostics.PANELS)

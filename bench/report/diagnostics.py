@@ -15,7 +15,7 @@ from bench.rundir import TRAIN
 PANELS: dict[str, tuple[str, ...]] = {
     "H-step return (model reward units)": ("diag/imagined_return", "diag/real_return"),
     "Imagined minus real return": ("diag/return_gap", "diag/episodic_gap"),
-    # gradient_cosine: the H-step return's gradient; value_: the end-of-window critic value's; objective_: both.
+    # gradient_cosine: the H-step return's gradient; value_: the window-end critic value's; objective_: both.
     "Model vs simulator actor-gradient cosine": (
         "diag/gradient_cosine",
         "diag/value_gradient_cosine",
@@ -53,19 +53,21 @@ def load_diagnostics(results_dir: str | Path, runs: pd.DataFrame) -> pd.DataFram
 
 
 def plot_diagnostics(table: pd.DataFrame) -> plt.Figure:
-    """One panel per entry of :data:`PANELS`: each metric of each run against the iteration."""
+    """One panel per entry of :data:`PANELS` that any run logged (runs of older commits lack some metrics):
+    each metric of each run against the iteration."""
+    logged = set(table["metric"])
+    panels = {title: metrics for title, metrics in PANELS.items() if logged.intersection(metrics)}
     cols = 3
-    rows = -(-len(PANELS) // cols)
+    rows = max(1, -(-len(panels) // cols))
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
-    for ax in axes.flat[len(PANELS) :]:
+    for ax in axes.flat[len(panels) :]:
         ax.set_visible(False)
-    for ax, (title, metrics) in zip(axes.flat, PANELS.items(), strict=False):
+    for ax, (title, metrics) in zip(axes.flat, panels.items(), strict=False):
         for (run, metric), rows in table[table["metric"].isin(metrics)].groupby(["run", "metric"]):
             ax.plot(rows["step"], rows["value"], label=f"{metric.removeprefix('diag/')} ({run})")
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("iteration")
-        if ax.has_data():
-            ax.legend(fontsize=6)
+        ax.legend(fontsize=6)
         plotting.decorate(ax)
     fig.tight_layout()
     return fig
