@@ -203,10 +203,13 @@ def diagnose(
             )
             real_return = discounted_return(real_reward, real["alive"], gamma)
             imagined_return = discounted_return(imagined, real["alive"], gamma)
-            # The same envs' end values in both (those whose real episode ran through the window).
-            value_discount = gamma ** noise.shape[0] * final_discount * (~real["ended"]).float()
-            real_value = value_discount * critic.value(world_model.encode(real["final_obs"]))
-            model_value = value_discount * continuation * critic.value(final_latent)
+            # The same envs' end values in both (those whose real episode ran through the window); the real
+            # one (differentiable) is also the critic target's bootstrap below.
+            went_on = (~real["ended"]).float()
+            bootstrap = went_on * critic.value(world_model.encode(real["final_obs"]))
+            value_discount = gamma ** noise.shape[0] * final_discount
+            real_value = value_discount * bootstrap
+            model_value = value_discount * went_on * continuation * critic.value(final_latent)
             grads = {
                 "real": gradient(real_return, retain=True),
                 "real_value": gradient(real_value, retain=False),
@@ -226,7 +229,6 @@ def diagnose(
     with torch.no_grad():
         horizon = noise.shape[0]
         ended = real["ended"]
-        bootstrap = critic.value(world_model.encode(real["obs"][-1])) * (~ended).float()
         target = real_return + gamma**horizon * bootstrap
         value = critic.value(world_model.encode(real["obs"][0]))
         metrics = {
