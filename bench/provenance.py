@@ -63,10 +63,12 @@ def device_info(device: str) -> dict[str, Any]:
 
 
 def git_state(source_dir: Path = SOURCE_DIR) -> dict[str, Any]:
-    """Commit SHA and dirty flag of the checkout holding the code ("unknown" outside a git checkout)."""
+    """Commit SHA and dirty flag of the checkout holding the code. A copy without ``.git`` (an exported
+    tree on a remote worker or in a container) takes the commit from ``$WARPBENCH_GIT_COMMIT``, set by
+    whoever copied it, with ``dirty`` unknown; else both are "unknown"."""
     commit = _command_output(["git", "rev-parse", "HEAD"], cwd=source_dir)
     if not commit:
-        return {"commit": "unknown", "dirty": "unknown"}
+        return {"commit": os.environ.get("WARPBENCH_GIT_COMMIT") or "unknown", "dirty": "unknown"}
     status = _command_output(["git", "status", "--porcelain", "--untracked-files=no"], cwd=source_dir)
     return {"commit": commit, "dirty": "unknown" if status is None else bool(status)}
 

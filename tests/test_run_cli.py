@@ -219,3 +219,14 @@ def test_video_records_each_evaluation_point_and_changes_nothing(tmp_path: Path)
     names = sorted(p.name for p in (only_run(tmp_path / "cli") / "videos").glob("*.mp4"))
     assert names == [f"env_steps_{n:012d}.mp4" for n in (0, 64, 128)]
     assert_same_run(plain, with_video)
+
+
+def test_git_state_outside_a_checkout_reads_the_commit_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bench.provenance import git_state
+
+    monkeypatch.delenv("WARPBENCH_GIT_COMMIT", raising=False)
+    assert git_state(tmp_path) == {"commit": "unknown", "dirty": "unknown"}
+    monkeypatch.setenv("WARPBENCH_GIT_COMMIT", "abc123")
+    assert git_state(tmp_path) == {"commit": "abc123", "dirty": "unknown"}
