@@ -226,9 +226,10 @@ class Online:
             steps = cfg.wm_bootstrap_steps or pwm.env.max_episode_steps
             pwm.wm_trained = True
         totals: dict[str, float] = {}
+        value_fn = pwm.frozen_value if cfg.model_training.value_coef > 0 else None
         for _ in range(steps):
             batch = self.replay.sample(cfg.model_training.batch_size, horizon, pwm.generator)
-            for name, value in pwm.wm_trainer.train_step(batch, update_rew_rms=True).items():
+            for name, value in pwm.wm_trainer.train_step(batch, update_rew_rms=True, value=value_fn).items():
                 totals[name] = totals.get(name, 0.0) + value
         metrics = {name: value / steps for name, value in totals.items()}
         metrics["wm_steps"] = float(steps)
@@ -498,6 +499,18 @@ class PWM(ActorCriticLearner):
         """Imagined returns end with the model's termination head (``config.termination`` and a model that
         has one)."""
         return self.mode.termination
+
+    def frozen_value(self, latents: torch.Tensor) -> torch.Tensor:
+        """The bootstrap value of ``latents`` with the critics frozen: the gradient reaches the latents (the
+        world model's value-equivalence term, ``WMTrainConfig.value_coef``), never the critics."""
+        critic = self.target_critic or self.critic
+        flags = [p.requires_grad for p in critic.parameters()]
+        critic.requires_grad_(False)
+        try:
+            return critic.value(latents)
+        finally:
+            for parameter, flag in zip(critic.parameters(), flags, strict=True):
+                parameter.requires_grad_(flag)
 
     # -- one iteration ------------------------------------------------------------------------------
 

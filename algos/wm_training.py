@@ -53,10 +53,18 @@ class WMTrainConfig(JsonConfig):
     """Regress rewards normalised by running statistics (rew_rms) instead of raw rewards."""
     termination_coef: float = 1.0
     """Weight of the termination head's BCE loss (models with a head; TD-MPC2: 1.0)."""
+    value_coef: float = 0.0
+    """Weight of the value-equivalence term (our extension; 0: off, as in the reference): at each rollout
+    step, the squared gap between a critic's value of the model's latent and of the encoded real
+    observation, over the batch's variance of the latter (so the weight does not depend on the critic's
+    scale), rho^t-weighted and divided by H like the dynamics term. It trains the latent to be right where
+    the critic reads it; only online PWM has a critic to pass (``train_step(value=...)``)."""
 
     def __post_init__(self) -> None:
         if self.horizon < 1 or self.batch_size < 1:
             raise ValueError("horizon and batch_size must be >= 1")
+        if self.value_coef < 0:
+            raise ValueError(f"value_coef must be >= 0, got {self.value_coef}")
 
 
 def world_model_loss(
@@ -68,9 +76,13 @@ def world_model_loss(
     task: Task = None,
     would_terminate: torch.Tensor | None = None,
     termination_coef: float = 1.0,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(L, L_dyn / H, L_rew / H, L_term) for time-major obs [H+1, B, d], action [H, B, a], reward [H, B] and
-    optional ``would_terminate`` [H, B] (the termination term needs it and a termination head; else 0)."""
+    value: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    value_coef: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(L, L_dyn / H, L_rew / H, L_term, L_value / H) for time-major obs [H+1, B, d], action [H, B, a],
+    reward [H, B] and optional ``would_terminate`` [H, B] (the termination term needs it and a termination
+    head; else 0). ``value`` maps latents [..., B, z] to values [..., B] for the value-equivalence term
+    (``WMTrainConfig.value_coef``; its parameters should not require gradients); without it that term is 0."""
     horizon = action.shape[0]
     use_termination = would_terminate is not None and model.termination_head is not None
     with torch.no_grad():
@@ -93,7 +105,28 @@ def world_model_loss(
         logits = model.termination_logit(torch.stack(next_latents), task)
         termination = F.binary_cross_entropy_with_logits(logits, would_terminate.to(logits.dtype))
         loss = loss + termination_coef * termination
-    return loss, dynamics.detach() / horizon, reward_loss.detach() / horizon, termination.detach()
+    value_loss = obs.new_zeros(())
+    if value is not None and value_coef > 0:
+        # A second rollout from the detached start latent: the term trains the dynamics, not the encoder
+        # (which would move the real side's latents too).
+        z = latents[0].detach()
+        predicted_latents = []
+        for t in range(horizon):
+            z = model.next(z, action[t], task)
+            predicted_latents.append(z)
+        predicted = value(torch.stack(predicted_latents))
+        with torch.no_grad():
+            real = value(targets)
+            variance = real.var(dim=1, keepdim=True).clamp_min(1e-8)
+        value_loss = ((predicted - real).square() / variance).mean(dim=1) @ weights
+        loss = loss + value_coef * value_loss / horizon
+    return (
+        loss,
+        dynamics.detach() / horizon,
+        reward_loss.detach() / horizon,
+        termination.detach(),
+        value_loss.detach() / horizon,
+    )
 
 
 class WorldModelTrainer:
@@ -125,11 +158,17 @@ class WorldModelTrainer:
         keys = ("obs", "action", "reward", "would_terminate")
         return {k: torch.from_numpy(batch[k]).to(self.device) for k in keys if k in batch}
 
-    def train_step(self, batch: dict[str, torch.Tensor], update_rew_rms: bool = False) -> dict[str, float]:
+    def train_step(
+        self,
+        batch: dict[str, torch.Tensor],
+        update_rew_rms: bool = False,
+        value: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> dict[str, float]:
         """One gradient step on batch-first obs [B, H+1, d], action [B, H, a], reward [B, H] (and, to train a
         termination head, would_terminate [B, H]).
 
-        ``update_rew_rms`` merges the batch's rewards into ``rew_rms`` first (PWM's online fine-tuning).
+        ``update_rew_rms`` merges the batch's rewards into ``rew_rms`` first (PWM's online fine-tuning);
+        ``value`` (latents -> values, frozen) enables the value-equivalence term when ``value_coef`` > 0.
         """
         reward = batch["reward"]
         if self.rew_rms is not None:
@@ -137,7 +176,8 @@ class WorldModelTrainer:
                 self.rew_rms.update(reward)
             reward = self.rew_rms.normalize(reward)
         would_terminate = batch.get("would_terminate")
-        loss, dynamics, reward_loss, termination = world_model_loss(
+        uses_value = value is not None and self.config.value_coef > 0
+        loss, dynamics, reward_loss, termination, value_loss = world_model_loss(
             self.world_model,
             batch["obs"].transpose(0, 1),
             batch["action"].transpose(0, 1),
@@ -145,6 +185,8 @@ class WorldModelTrainer:
             self.config.rho,
             would_terminate=would_terminate.transpose(0, 1) if would_terminate is not None else None,
             termination_coef=self.config.termination_coef,
+            value=value,
+            value_coef=self.config.value_coef,
         )
         params = list(self.world_model.parameters())
         self.optimizer.zero_grad(set_to_none=True)
@@ -163,6 +205,7 @@ class WorldModelTrainer:
                 if self.world_model.termination_head is not None
                 else {}
             ),
+            **({"wm_value_loss": float(value_loss)} if uses_value else {}),
             "wm_grad_norm": grad_norm,
             "wm_nonfinite_grad": float(nonfinite),
         }

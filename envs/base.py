@@ -135,7 +135,7 @@ class ArticulatedEnv:
         if self.device.type not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda[:i]', got {device!r}")
         if self.device.type == "cuda" and self.device.index is None:
-            # Tensors made on "cuda" report "cuda:<current>"; an unindexed env device would never equal theirs.
+            # Tensors made on "cuda" report "cuda:<current>": an unindexed env device never equals theirs.
             self.device = torch.device("cuda", torch.cuda.current_device())
         self.cfg = build_config(self.config_class, overrides)
         self.num_envs = num_envs

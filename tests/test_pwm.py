@@ -606,3 +606,20 @@ def test_replay_keeps_termination_flags_with_their_transitions() -> None:
     assert torch.equal(restored.would_terminate, replay.would_terminate)
     with pytest.raises(ValueError, match="differ in keeping would_terminate"):
         EpisodeReplay(30, 2, 1, "cpu").load_state_dict(replay.state_dict())
+
+
+def test_online_value_equivalence_reads_the_critic_without_training_it(
+    toy_data: Path, pretrained: PretrainedWorldModel
+) -> None:
+    """``model_training.value_coef`` (our extension): the online model update passes the bootstrap critic,
+    frozen; its gradient reaches the latents, never the critic, and the critic stays trainable."""
+    config = replace(TINY, model_training=WMTrainConfig(horizon=8, batch_size=32, value_coef=0.03))
+    pwm = PWM(make_toy_env(num_envs=8, seed=0), config, 0, pretrained, load_dataset(toy_data))
+    latents = pwm.world_model.encode(torch.randn(5, pwm.env.obs_dim)).detach().requires_grad_(True)
+    pwm.frozen_value(latents).sum().backward()
+    assert latents.grad is not None and float(latents.grad.abs().sum()) > 0
+    assert all(p.grad is None and p.requires_grad for p in pwm.critic.parameters())
+    metrics = pwm.train_iteration()
+    assert metrics["wm_value_loss"] > 0
+    plain = PWM(make_toy_env(num_envs=8, seed=0), TINY, 0, pretrained, load_dataset(toy_data))
+    assert "wm_value_loss" not in plain.train_iteration()

@@ -59,13 +59,19 @@ ADDED_SINCE = {
     ("train", "termination_coef"): "weight of a termination loss; the model has no head",
     ("world_model", "termination_head"): "False: no head, as committed",
     ("algo", "target_critic_alpha"): "None: no target critic, as committed",
+    ("algo", "model_training", "value_coef"): "0: no value-equivalence term, as committed",
+    ("train", "value_coef"): "0: no value-equivalence term (pretraining has no critic)",
     ("heldout_fraction",): "CHANGES the recipe: 5% of the episodes are now held out of pretraining for the "
     "diagnostics' prediction errors (results/README.md says so)",
 }
 """Settings added or changed after the committed runs were made: (path) -> what its value does to them."""
-ADDED_AFTER_THE_SWEEP = {("algo", "target_critic_alpha"): "None: no target critic, as the sweep ran"}
+ADDED_AFTER_THE_SWEEP = {
+    ("algo", "target_critic_alpha"): "None: no target critic, as the sweep ran",
+    ("algo", "model_training", "value_coef"): "0: no value-equivalence term, as the sweep ran",
+    ("train", "value_coef"): "0: no value-equivalence term, as the sweep ran",
+}
 """Settings added after the sweep's own runs were made (each passes only switched off)."""
-SWITCHED_OFF = {"termination_head": False, "target_critic_alpha": None}
+SWITCHED_OFF = {"termination_head": False, "target_critic_alpha": None, "value_coef": 0.0}
 """New settings that pass only with this value (the behaviour of the runs made before they existed)."""
 
 
