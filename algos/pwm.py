@@ -226,10 +226,10 @@ class Online:
             steps = cfg.wm_bootstrap_steps or pwm.env.max_episode_steps
             pwm.wm_trained = True
         totals: dict[str, float] = {}
-        value_fn = pwm.frozen_value if cfg.model_training.value_coef > 0 else None
         for _ in range(steps):
             batch = self.replay.sample(cfg.model_training.batch_size, horizon, pwm.generator)
-            for name, value in pwm.wm_trainer.train_step(batch, update_rew_rms=True, value=value_fn).items():
+            step = pwm.wm_trainer.train_step(batch, update_rew_rms=True, value=pwm.frozen_value)
+            for name, value in step.items():
                 totals[name] = totals.get(name, 0.0) + value
         metrics = {name: value / steps for name, value in totals.items()}
         metrics["wm_steps"] = float(steps)

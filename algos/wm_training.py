@@ -168,7 +168,7 @@ class WorldModelTrainer:
         termination head, would_terminate [B, H]).
 
         ``update_rew_rms`` merges the batch's rewards into ``rew_rms`` first (PWM's online fine-tuning);
-        ``value`` (latents -> values, frozen) enables the value-equivalence term when ``value_coef`` > 0.
+        ``value`` (latents -> values, frozen) is read by the value-equivalence term when ``value_coef`` > 0.
         """
         reward = batch["reward"]
         if self.rew_rms is not None:
@@ -176,7 +176,7 @@ class WorldModelTrainer:
                 self.rew_rms.update(reward)
             reward = self.rew_rms.normalize(reward)
         would_terminate = batch.get("would_terminate")
-        uses_value = value is not None and self.config.value_coef > 0
+        value = value if self.config.value_coef > 0 else None
         loss, dynamics, reward_loss, termination, value_loss = world_model_loss(
             self.world_model,
             batch["obs"].transpose(0, 1),
@@ -205,7 +205,7 @@ class WorldModelTrainer:
                 if self.world_model.termination_head is not None
                 else {}
             ),
-            **({"wm_value_loss": float(value_loss)} if uses_value else {}),
+            **({"wm_value_loss": float(value_loss)} if value is not None else {}),
             "wm_grad_norm": grad_norm,
             "wm_nonfinite_grad": float(nonfinite),
         }

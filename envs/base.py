@@ -145,8 +145,7 @@ class ArticulatedEnv:
             key: getattr(self.cfg, key) for key in PHYSICS_OVERRIDES if getattr(self.cfg, key) is not None
         }
         params = dataclasses.replace(params, friction_smoothing=self.cfg.friction_smoothing, **changes)
-        warp_device = "cpu" if self.device.type == "cpu" else f"cuda:{self.device.index or 0}"
-        self.model: Model = build_model(mjmodel, params, device=warp_device, muscles=muscles)
+        self.model: Model = build_model(mjmodel, params, device=str(self.device), muscles=muscles)
         check_fits(self.model, num_envs, self.device)
         self.sim = Simulator(self.model, num_envs)
         self.nq, self.nv = self.model.nq, self.model.nv

@@ -14,6 +14,12 @@ if "WARPBENCH_SNU_DIR" not in os.environ and _SHARED_SNU.is_dir():
     os.environ["WARPBENCH_SNU_DIR"] = str(_SHARED_SNU)
 
 
+# One torch thread from the start, not only inside each test: module-scoped fixtures (the pretrained toy
+# models) run before function fixtures, and with the machine's thread count their rounding, and so the
+# fragile offline toy test, would depend on how many cores the machine has.
+torch.set_num_threads(1)
+
+
 @pytest.fixture(autouse=True)
 def single_thread() -> Iterator[None]:
     """Tiny networks run fastest on one torch thread, and tests do not fight over shared cores."""
